@@ -1,0 +1,180 @@
+/*
+ * ops: the surface for orchestrators and Prometheus.
+ *
+ *   GET /healthz   the process is alive and its loop turns (no I/O: a hot path)
+ *   GET /readyz    the store answers a query now (503 otherwise)
+ *   GET /metrics   Prometheus text: HTTP, store and notification metrics of all workers
+ *   GET /debug/sleep?ms=N   (debug_endpoints only) holds a store connection N ms with
+ *                  pg_sleep: a real slow request for graceful-stop and timeout tests
+ */
+#include <h2o.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+
+static lt_store_stmt_t stmt_ping = {.name = "ops.ping", .sql = "SELECT 1", .nparams = 0};
+static lt_store_stmt_t stmt_sleep = {.name = "ops.sleep", .sql = "SELECT pg_sleep($1::float8 / 1000)", .nparams = 1};
+
+int lt__api_ops_statements(void)
+{
+    lt_store_stmt_t *stmts[] = {&stmt_ping, &stmt_sleep};
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        int ret = lt_store_stmt_register(stmts[i], 1);
+        if (ret != 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int on_healthz(lt_req_t *r)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    lt_http_send(r, 200, "application/json", body, sizeof(body) - 1);
+    return 0;
+}
+
+static void on_ping_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    static const char body[] = "{\"status\":\"ready\"}";
+    (void)res;
+    (void)ctx;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    lt_http_send(r, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static int on_readyz(lt_req_t *r)
+{
+    if (!lt_store_is_up(lt__api_worker(r)->store)) {
+        lt__api_store_problem(r, lt_err_unavailable);
+        return 0;
+    }
+    lt__api_query(r, &stmt_ping, NULL, 0, on_ping_done, NULL);
+    return 0;
+}
+
+static int render_store_metrics(lt_api_t *api, lt_buf_t *b)
+{
+    int n = lt_http_server_worker_count(api->server), ret = 0;
+    lt_store_stats_t sum = {0};
+    uint64_t notes[LT_CHANNEL_COUNT] = {0}, resyncs = 0;
+    for (int i = 0; i < n; i++) {
+        lt_api_worker_t *w = lt_http_server_worker_app(api->server, i);
+        lt_store_stats_t st;
+        if (w == NULL)
+            continue;
+        lt_store_get_stats(w->store, &st);
+        sum.connections += st.connections;
+        sum.connections_up += st.connections_up;
+        sum.connections_busy += st.connections_busy;
+        sum.waiting += st.waiting;
+        sum.queries += st.queries;
+        sum.errors += st.errors;
+        sum.timeouts += st.timeouts;
+        sum.reconnects += st.reconnects;
+        for (int c = 0; c < LT_CHANNEL_COUNT; c++)
+            notes[c] += LT_COUNTER_GET(w->notifications[c]);
+        resyncs += LT_COUNTER_GET(w->resyncs);
+    }
+    ret |= lt_buf_appendf(b,
+                          "# HELP latch_store_connections Database connections of all workers' pools by state.\n"
+                          "# TYPE latch_store_connections gauge\n"
+                          "latch_store_connections{state=\"configured\"} %d\n"
+                          "latch_store_connections{state=\"up\"} %d\n"
+                          "latch_store_connections{state=\"busy\"} %d\n"
+                          "# HELP latch_store_waiting_queries Queries waiting for a free connection.\n"
+                          "# TYPE latch_store_waiting_queries gauge\n"
+                          "latch_store_waiting_queries %d\n"
+                          "# HELP latch_store_queries_total Queries completed, by outcome.\n"
+                          "# TYPE latch_store_queries_total counter\n"
+                          "latch_store_queries_total{outcome=\"ok\"} %llu\n"
+                          "latch_store_queries_total{outcome=\"error\"} %llu\n"
+                          "latch_store_queries_total{outcome=\"timeout\"} %llu\n"
+                          "# HELP latch_store_reconnects_total Connection attempts after a loss.\n"
+                          "# TYPE latch_store_reconnects_total counter\n"
+                          "latch_store_reconnects_total %llu\n",
+                          sum.connections, sum.connections_up, sum.connections_busy, sum.waiting,
+                          (unsigned long long)(sum.queries - sum.errors - sum.timeouts), (unsigned long long)sum.errors,
+                          (unsigned long long)sum.timeouts, (unsigned long long)sum.reconnects);
+    ret |= lt_buf_appends(b, "# HELP latch_notifications_received_total Notifications delivered to workers, by channel.\n"
+                             "# TYPE latch_notifications_received_total counter\n");
+    for (int c = 0; c < LT_CHANNEL_COUNT; c++)
+        ret |= lt_buf_appendf(b, "latch_notifications_received_total{channel=\"%s\"} %llu\n", lt__api_channel_names[c],
+                              (unsigned long long)notes[c]);
+    ret |= lt_buf_appendf(b,
+                          "# HELP latch_notification_resyncs_total Listener (re)connects seen by workers.\n"
+                          "# TYPE latch_notification_resyncs_total counter\n"
+                          "latch_notification_resyncs_total %llu\n"
+                          "# HELP latch_workers Worker threads.\n"
+                          "# TYPE latch_workers gauge\n"
+                          "latch_workers %d\n",
+                          (unsigned long long)resyncs, n);
+    return ret;
+}
+
+static int on_metrics(lt_req_t *r)
+{
+    lt_api_t *api = lt__api_worker(r)->api;
+    lt_buf_t b = LT_BUF_INIT;
+    if (lt_http_server_render_metrics(api->server, &b) != 0 || render_store_metrics(api, &b) != 0) {
+        lt_buf_free(&b);
+        lt_http_problem(r, 500, "internal_error", "Metrics could not be rendered.");
+        return 0;
+    }
+    lt_http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.base, b.len);
+    lt_buf_free(&b);
+    return 0;
+}
+
+static void on_sleep_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    static const char body[] = "{\"slept\":true}";
+    (void)res;
+    (void)ctx;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    lt_http_send(r, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static int on_debug_sleep(lt_req_t *r)
+{
+    const char *ms = lt_req_query(r, "ms");
+    char *end = NULL;
+    long v = ms != NULL ? strtol(ms, &end, 10) : -1;
+    if (ms == NULL || *ms == '\0' || *end != '\0' || v < 0 || v > 60000) {
+        json_t *errors = json_pack("[{s:s, s:s}]", "field", "ms", "message", "must be an integer from 0 to 60000");
+        lt_http_problem_fields(r, 400, "validation_failed", "The query is invalid.", errors);
+        return 0;
+    }
+    const char *params[] = {ms};
+    lt__api_query(r, &stmt_sleep, params, 1, on_sleep_done, NULL);
+    return 0;
+}
+
+static int on_debug_echo(lt_req_t *r)
+{
+    json_t *body;
+    if (lt_http_read_json(r, &body) != 0)
+        return 0;
+    lt_http_send_json(r, 200, json_pack("{s:o}", "echo", body));
+    return 0;
+}
+
+int lt__api_ops_routes(lt_api_t *api, lt_router_t *router)
+{
+    int ret = 0;
+    ret = ret ? ret : lt_router_add(router, "GET", "/healthz", on_healthz, 0);
+    ret = ret ? ret : lt_router_add(router, "GET", "/readyz", on_readyz, 0);
+    ret = ret ? ret : lt_router_add(router, "GET", "/metrics", on_metrics, 0);
+    if (api->cfg->debug_endpoints)
+        ret = ret ? ret : lt_router_add(router, "GET", "/debug/sleep", on_debug_sleep, 0);
+    if (api->cfg->debug_endpoints)
+        ret = ret ? ret : lt_router_add(router, "POST", "/debug/echo", on_debug_echo, 0);
+    return ret;
+}

@@ -1,0 +1,435 @@
+/*
+ * base: see base.h. Everything here is leaf code with no dependencies but libc and
+ * OpenSSL's RNG/CRYPTO_memcmp.
+ */
+#include "base/base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char lt_err_unavailable[] = "store unavailable";
+const char lt_err_timeout[] = "timed out";
+const char lt_err_query[] = "query failed";
+const char lt_err_overload[] = "overloaded";
+const char lt_err_closed[] = "closed";
+
+const char *lt_strerror(int code)
+{
+    switch (code) {
+    case LT_OK:
+        return "ok";
+    case LT_EINVAL:
+        return "invalid argument";
+    case LT_ENOMEM:
+        return "out of memory";
+    case LT_EIO:
+        return "I/O error";
+    case LT_ENOTFOUND:
+        return "not found";
+    case LT_ERANGE:
+        return "out of range";
+    case LT_ESTATE:
+        return "invalid state";
+    case LT_EUNAVAIL:
+        return "unavailable";
+    case LT_ETIMEDOUT:
+        return "timed out";
+    case LT_EEXIST:
+        return "already exists";
+    case LT_EOVERLOAD:
+        return "overloaded";
+    default:
+        return "unknown error";
+    }
+}
+
+/* ---- logging ------------------------------------------------------------------------ */
+
+static int log_level = LT_LOG_INFO;
+static lt_log_sink_fn log_sink = lt_log_sink_stderr;
+static void *log_sink_data;
+
+void lt_log_set_sink(lt_log_sink_fn fn, void *data)
+{
+    log_sink = fn != NULL ? fn : lt_log_sink_stderr;
+    log_sink_data = data;
+}
+
+void lt_log_set_level(lt_log_level_t level)
+{
+    __atomic_store_n(&log_level, (int)level, __ATOMIC_RELAXED);
+}
+
+lt_log_level_t lt_log_get_level(void)
+{
+    return (lt_log_level_t)__atomic_load_n(&log_level, __ATOMIC_RELAXED);
+}
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int lt_log_level_parse(const char *name, lt_log_level_t *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            *out = (lt_log_level_t)i;
+            return 0;
+        }
+    }
+    return LT_EINVAL;
+}
+
+const char *lt_log_level_name(lt_log_level_t level)
+{
+    return (unsigned)level < 4 ? level_names[level] : "unknown";
+}
+
+void lt__log(lt_log_level_t level, const char *module, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_sink(level, module, msg, log_sink_data);
+}
+
+void lt_log_sink_stderr(lt_log_level_t level, const char *module, const char *msg, void *data)
+{
+    (void)data;
+    lt_buf_t b = LT_BUF_INIT;
+    struct timespec ts;
+    struct tm tm;
+    char when[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (lt_buf_appendf(&b, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"module\":", when, ts.tv_nsec / 1000000,
+                       lt_log_level_name(level)) != 0 ||
+        lt_buf_append_json_string(&b, module, strlen(module)) != 0 || lt_buf_appends(&b, ",\"msg\":") != 0 ||
+        lt_buf_append_json_string(&b, msg, strlen(msg)) != 0 || lt_buf_appends(&b, "}\n") != 0)
+        goto done;
+    /* One write(2) per line keeps lines from different threads whole. */
+    if (write(STDERR_FILENO, b.base, b.len) < 0) {
+        /* nowhere left to report it */
+    }
+done:
+    lt_buf_free(&b);
+}
+
+/* ---- buffer ------------------------------------------------------------------------- */
+
+int lt_buf_reserve(lt_buf_t *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap != 0 ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > SIZE_MAX / 2)
+            return LT_ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->base, cap);
+    if (p == NULL)
+        return LT_ENOMEM;
+    b->base = p;
+    b->cap = cap;
+    return 0;
+}
+
+int lt_buf_append(lt_buf_t *b, const void *p, size_t n)
+{
+    int ret = lt_buf_reserve(b, n);
+    if (ret != 0)
+        return ret;
+    if (n != 0)
+        memcpy(b->base + b->len, p, n);
+    b->len += n;
+    b->base[b->len] = '\0';
+    return 0;
+}
+
+int lt_buf_appends(lt_buf_t *b, const char *s)
+{
+    return lt_buf_append(b, s, strlen(s));
+}
+
+int lt_buf_appendf(lt_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return LT_EINVAL;
+    int ret = lt_buf_reserve(b, (size_t)n);
+    if (ret != 0)
+        return ret;
+    va_start(ap, fmt);
+    vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int lt_buf_append_json_string(lt_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int ret = lt_buf_reserve(b, n + 2);
+    if (ret != 0)
+        return ret;
+    b->base[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t elen = 0;
+        switch (c) {
+        case '"':
+            elen = 2, esc[0] = '\\', esc[1] = '"';
+            break;
+        case '\\':
+            elen = 2, esc[0] = '\\', esc[1] = '\\';
+            break;
+        case '\n':
+            elen = 2, esc[0] = '\\', esc[1] = 'n';
+            break;
+        case '\r':
+            elen = 2, esc[0] = '\\', esc[1] = 'r';
+            break;
+        case '\t':
+            elen = 2, esc[0] = '\\', esc[1] = 't';
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                elen = 6;
+            }
+        }
+        if (elen != 0) {
+            if ((ret = lt_buf_append(b, esc, elen)) != 0)
+                return ret;
+        } else {
+            if ((ret = lt_buf_append(b, &s[i], 1)) != 0)
+                return ret;
+        }
+    }
+    return lt_buf_append(b, "\"", 1);
+}
+
+void lt_buf_free(lt_buf_t *b)
+{
+    free(b->base);
+    b->base = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- encodings ---------------------------------------------------------------------- */
+
+static const char b64url_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t lt_b64url_encode(char *out, const void *in, size_t n)
+{
+    const unsigned char *p = in;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64url_chars[v >> 18];
+        out[o++] = b64url_chars[(v >> 12) & 63];
+        out[o++] = b64url_chars[(v >> 6) & 63];
+        out[o++] = b64url_chars[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        out[o++] = b64url_chars[v >> 18];
+        out[o++] = b64url_chars[(v >> 12) & 63];
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        out[o++] = b64url_chars[v >> 18];
+        out[o++] = b64url_chars[(v >> 12) & 63];
+        out[o++] = b64url_chars[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-' || c == '+')
+        return 62;
+    if (c == '_' || c == '/')
+        return 63;
+    return -1;
+}
+
+long lt_b64url_decode(void *out, size_t cap, const char *in, size_t n)
+{
+    unsigned char *o = out;
+    size_t olen = 0;
+    while (n > 0 && in[n - 1] == '=')
+        n--;
+    if (n % 4 == 1)
+        return LT_EINVAL;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)in[i]);
+        if (v < 0)
+            return LT_EINVAL;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (olen >= cap)
+                return LT_ERANGE;
+            o[olen++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    /* Leftover bits must be zero (canonical encoding), so one value has one spelling. */
+    if (acc != 0)
+        return LT_EINVAL;
+    return (long)olen;
+}
+
+void lt_hex_encode(char *out, const void *in, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = in;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[p[i] >> 4];
+        out[2 * i + 1] = hex[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* ---- randomness, secrets, time ------------------------------------------------------ */
+
+int lt_random(void *p, size_t n)
+{
+    if (n > INT32_MAX)
+        return LT_EINVAL;
+    return RAND_bytes(p, (int)n) == 1 ? 0 : LT_EIO;
+}
+
+int lt_ct_eq(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+void lt_wipe(void *p, size_t n)
+{
+    OPENSSL_cleanse(p, n);
+}
+
+uint64_t lt_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t lt_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int lt_json_depth_ok(const char *p, size_t n, int max_depth)
+{
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            in_string = 1;
+            break;
+        case '[':
+        case '{':
+            if (++depth > max_depth)
+                return 0;
+            break;
+        case ']':
+        case '}':
+            if (--depth < 0)
+                return 0; /* unbalanced: not JSON, refuse early */
+            break;
+        }
+    }
+    return 1;
+}
+
+int lt_read_file(const char *path, size_t max, char **out, size_t *outlen)
+{
+    int fd = -1, ret = LT_EIO;
+    char *buf = NULL;
+    size_t len = 0, cap = 4096;
+    *out = NULL;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        goto fail;
+    if ((buf = malloc(cap + 1)) == NULL) {
+        ret = LT_ENOMEM;
+        goto fail;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > max) { /* not cap >= max + 1: that wraps for max = SIZE_MAX */
+                ret = LT_ERANGE;
+                goto fail;
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (nb == NULL) {
+                ret = LT_ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if (len > max) {
+        ret = LT_ERANGE;
+        goto fail;
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    if (outlen != NULL)
+        *outlen = len;
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return ret;
+}

@@ -1,0 +1,145 @@
+/*
+ * base: the small things every module uses.
+ *
+ * Error codes, async error strings, the level-gated log macro with an injected sink, a
+ * growable byte buffer, base64url, secure random bytes, constant-time comparison and
+ * clocks. No module state apart from the log level and sink, which are set once at start
+ * (the level may change on reload; it is read with relaxed atomics).
+ *
+ * Thread-safety: every function here is safe to call from any thread.
+ */
+#ifndef LT_BASE_H
+#define LT_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LT_MUSTCHECK __attribute__((warn_unused_result))
+#define LT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define LT_EXPORT __attribute__((visibility("default")))
+
+/* Negative error codes; 0 is success. */
+enum {
+    LT_OK = 0,
+    LT_EINVAL = -1,    /* invalid argument or input */
+    LT_ENOMEM = -2,    /* out of memory */
+    LT_EIO = -3,       /* I/O or system call failed */
+    LT_ENOTFOUND = -4, /* no such thing */
+    LT_ERANGE = -5,    /* value out of range or too large */
+    LT_ESTATE = -6,    /* call not valid in the current state */
+    LT_EUNAVAIL = -7,  /* a dependency (the database) is unavailable */
+    LT_ETIMEDOUT = -8, /* deadline passed */
+    LT_EEXIST = -9,    /* already exists */
+    LT_EOVERLOAD = -10 /* a bounded queue is full */
+};
+
+/** @return a static description of an LT_E* code. */
+const char *lt_strerror(int code);
+
+/*
+ * Errors passed to async completions (`const char *err`, NULL = success). Compare by
+ * pointer against these, as h2o does with its socket errors.
+ */
+extern const char lt_err_unavailable[]; /* the store has no live connection */
+extern const char lt_err_timeout[];     /* the per-query deadline passed */
+extern const char lt_err_query[];       /* the database answered with an error */
+extern const char lt_err_overload[];    /* a bounded queue is full */
+extern const char lt_err_closed[];      /* the owner is shutting down */
+
+/*
+ * Counters with one writer thread and readers on others (metrics): relaxed atomics, and no
+ * locked read-modify-write on the writer's hot path.
+ */
+#define LT_COUNTER_ADD(var, n) __atomic_store_n(&(var), __atomic_load_n(&(var), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define LT_COUNTER_GET(var) __atomic_load_n(&(var), __ATOMIC_RELAXED)
+
+/* ---- logging ------------------------------------------------------------------------ */
+
+typedef enum { LT_LOG_DEBUG = 0, LT_LOG_INFO = 1, LT_LOG_WARN = 2, LT_LOG_ERROR = 3 } lt_log_level_t;
+
+/* A sink receives one formatted message; lib/ never writes to a stream itself. */
+typedef void (*lt_log_sink_fn)(lt_log_level_t level, const char *module, const char *msg, void *data);
+
+void lt_log_set_sink(lt_log_sink_fn fn, void *data);
+void lt_log_set_level(lt_log_level_t level);
+lt_log_level_t lt_log_get_level(void);
+/** @return 0, or LT_EINVAL for a name other than debug|info|warn|error. */
+int lt_log_level_parse(const char *name, lt_log_level_t *out) LT_MUSTCHECK;
+const char *lt_log_level_name(lt_log_level_t level);
+
+void lt__log(lt_log_level_t level, const char *module, const char *fmt, ...) LT_PRINTF(3, 4);
+
+/* Arguments are not evaluated below the current level. Never pass secrets. */
+#define lt_log(level, module, ...)                                                                                         \
+    do {                                                                                                                   \
+        if ((level) >= lt_log_get_level())                                                                                 \
+            lt__log((level), (module), __VA_ARGS__);                                                                       \
+    } while (0)
+
+/* The default sink: one JSON object per line on stderr {"time","level","module","msg"}. */
+void lt_log_sink_stderr(lt_log_level_t level, const char *module, const char *msg, void *data);
+
+/* ---- buffer ------------------------------------------------------------------------- */
+
+/* A growable byte buffer, always NUL-terminated after `len` bytes once anything was added. */
+typedef struct lt_buf {
+    char *base;
+    size_t len;
+    size_t cap;
+} lt_buf_t;
+
+#define LT_BUF_INIT {NULL, 0, 0}
+
+int lt_buf_reserve(lt_buf_t *b, size_t extra) LT_MUSTCHECK;
+int lt_buf_append(lt_buf_t *b, const void *p, size_t n) LT_MUSTCHECK;
+int lt_buf_appends(lt_buf_t *b, const char *s) LT_MUSTCHECK;
+int lt_buf_appendf(lt_buf_t *b, const char *fmt, ...) LT_PRINTF(2, 3) LT_MUSTCHECK;
+/* Appends `s` as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
+int lt_buf_append_json_string(lt_buf_t *b, const char *s, size_t n) LT_MUSTCHECK;
+void lt_buf_free(lt_buf_t *b);
+
+/* ---- encodings ---------------------------------------------------------------------- */
+
+/* Unpadded base64url (RFC 4648 §5). `out` needs lt_b64url_enclen(n) + 1 bytes. */
+static inline size_t lt_b64url_enclen(size_t n)
+{
+    return (n / 3) * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
+}
+size_t lt_b64url_encode(char *out, const void *in, size_t n);
+/**
+ * Decodes unpadded base64url; also accepts standard base64 characters and '=' padding so a
+ * key written by `openssl rand -base64 32` reads as well.
+ * @return decoded length, or LT_EINVAL on a bad character or length, LT_ERANGE if `cap`
+ *         is too small.
+ */
+long lt_b64url_decode(void *out, size_t cap, const char *in, size_t n) LT_MUSTCHECK;
+
+/* Lower-case hex; `out` needs 2n + 1 bytes. */
+void lt_hex_encode(char *out, const void *in, size_t n);
+
+/* ---- randomness, secrets, time ------------------------------------------------------ */
+
+/** Fills `p` from the OpenSSL CSPRNG. @return 0, or LT_EIO. */
+int lt_random(void *p, size_t n) LT_MUSTCHECK;
+
+/** Constant-time equality of two buffers of the same length; 1 if equal. */
+int lt_ct_eq(const void *a, const void *b, size_t n);
+
+/* Overwrites memory in a way the compiler cannot drop. */
+void lt_wipe(void *p, size_t n);
+
+uint64_t lt_now_ms(void);      /* wall clock, ms since the epoch */
+uint64_t lt_monotonic_ns(void); /* monotonic clock, ns */
+
+/**
+ * Scans JSON text for the maximum nesting depth of arrays and objects (strings skipped),
+ * so a hostile body is refused before a recursive parser sees it.
+ * @return 1 if the depth is within `max_depth`, 0 if not.
+ */
+int lt_json_depth_ok(const char *p, size_t n, int max_depth);
+
+/* Reads a whole file (at most `max` bytes). @return 0, LT_EIO, LT_ERANGE or LT_ENOMEM. */
+int lt_read_file(const char *path, size_t max, char **out, size_t *outlen) LT_MUSTCHECK;
+
+#endif

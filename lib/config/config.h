@@ -1,0 +1,92 @@
+/*
+ * config: load and validate latchd's configuration.
+ *
+ * One table (config.c, `keys[]`) defines every key: name, type, bounds, default, whether it
+ * is a secret (then `<key>_file` may name a file holding it) and whether it is reloadable.
+ * Sources, later ones winning: defaults, the JSON file, `LATCH_<KEY>` environment variables
+ * (and `LATCH_<KEY>_FILE` for secrets). Unknown keys, wrong types, out-of-range values and
+ * missing or weak secrets are errors whose message names the key.
+ *
+ * Ownership: lt_config_t owns its strings; free with lt_config_free(). A loaded config is
+ * immutable and may be read from any thread.
+ */
+#ifndef LT_CONFIG_H
+#define LT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+typedef enum {
+    LT_CFG_INT,    /* JSON integer; env decimal */
+    LT_CFG_BOOL,   /* JSON true/false; env true|false|1|0|yes|no */
+    LT_CFG_STRING, /* JSON string */
+    LT_CFG_ENUM,   /* JSON string from a fixed list */
+    LT_CFG_KEY32   /* secret: base64/base64url text decoding to exactly 32 bytes */
+} lt_config_type_t;
+
+typedef struct lt_config {
+    int workers; /* 0 = number of cores; resolved by lt_config_load */
+    char *listen;
+    char *listen_h2c;
+    char *tls_cert;
+    char *tls_key;
+    char *database_url;
+    char *database_owner_url;
+    int db_pool_size;
+    int db_query_timeout_ms;
+    int db_connect_timeout_ms;
+    int db_reconnect_max_ms;
+    uint8_t master_key[32];
+    int max_body_bytes;
+    int max_request_bytes;
+    int max_json_depth;
+    bool migrate_on_start;
+    int log_level; /* lt_log_level_t */
+    char *access_log;
+    int shutdown_timeout_ms;
+    bool debug_endpoints;
+} lt_config_t;
+
+/* One row of the key table, exposed for documentation checks and --help. */
+typedef struct lt_config_key {
+    const char *name;
+    lt_config_type_t type;
+    long min, max;          /* INT bounds */
+    const char *def;        /* default as text; NULL = required (no default) */
+    const char *const *enum_values;
+    bool secret;            /* also readable from <name>_file */
+    bool reloadable;        /* applied on SIGHUP without a restart */
+    size_t offset;          /* into lt_config_t */
+    const char *help;
+} lt_config_key_t;
+
+/** The key table. */
+const lt_config_key_t *lt_config_keys(size_t *count);
+
+/** @return a static name for `t` ("integer", "boolean", ...), for documentation. */
+const char *lt_config_type_name(lt_config_type_t t);
+
+/**
+ * Loads defaults, then `path` (may be NULL), then the environment `envp` (NULL-terminated,
+ * "NAME=value" strings as in `environ`; may be NULL), then validates.
+ * On failure `err` holds a message naming the key, and `cfg` holds nothing to free.
+ * On success every string field is non-NULL and `workers` is at least 1.
+ * @return 0, LT_EINVAL (bad key or value), LT_EIO (unreadable file), LT_ENOMEM.
+ */
+int lt_config_load(lt_config_t *cfg, const char *path, char *const *envp, char *err, size_t errlen) LT_MUSTCHECK;
+
+/* Flags for lt_config_load_ex. */
+enum {
+    LT_CONFIG_CLIENT = 1, /* for tools (latchctl): skip checks that only the server needs (TLS files) */
+};
+
+/** lt_config_load with flags. */
+int lt_config_load_ex(lt_config_t *cfg, const char *path, char *const *envp, unsigned flags, char *err,
+                      size_t errlen) LT_MUSTCHECK;
+
+void lt_config_free(lt_config_t *cfg);
+
+#endif

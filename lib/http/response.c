@@ -1,0 +1,276 @@
+/*
+ * response: see response.h. Runs on the request's worker thread; all memory comes from the
+ * request pool unless noted.
+ */
+#include "http/response.h"
+
+#include <arpa/inet.h>
+#include <h2o.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http/router.h"
+
+/* Header values are static strings: h2o keeps pointers, not copies. */
+static const char csp[] = "default-src 'none'; frame-ancestors 'none'";
+static const char hsts[] = "max-age=63072000; includeSubDomains";
+
+const char *lt_http_status_title(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 400 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
+    }
+}
+
+void lt_http_add_header(lt_req_t *r, const char *name, const char *value)
+{
+    h2o_req_t *req = r->req;
+    size_t nlen = strlen(name);
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, nlen);
+    /* HTTP/2 wants lower-case field names */
+    for (size_t i = 0; i < nlen; i++)
+        if (n.base[i] >= 'A' && n.base[i] <= 'Z')
+            n.base[i] = (char)(n.base[i] - 'A' + 'a');
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+}
+
+void lt_http_send(lt_req_t *r, int status, const char *content_type, const char *body, size_t len)
+{
+    h2o_req_t *req = r->req;
+    if (r->responded) {
+        lt_log(LT_LOG_ERROR, "http", "second response attempted for request %s", r->request_id);
+        return;
+    }
+    r->responded = 1;
+    req->res.status = status;
+    req->res.reason = lt_http_status_title(status);
+    req->res.content_length = len;
+    h2o_headers_t *h = &req->res.headers;
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, h, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("x-content-type-options"), 1, NULL, H2O_STRLIT("nosniff"));
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("content-security-policy"), 1, NULL, csp, sizeof(csp) - 1);
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("referrer-policy"), 1, NULL, H2O_STRLIT("no-referrer"));
+    if (r->route == NULL || !(r->route->flags & LT_ROUTE_CACHEABLE))
+        h2o_add_header(&req->pool, h, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    if (r->tls)
+        h2o_add_header(&req->pool, h, H2O_TOKEN_STRICT_TRANSPORT_SECURITY, NULL, hsts, sizeof(hsts) - 1);
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("x-request-id"), 1, NULL, r->request_id, strlen(r->request_id));
+    h2o_send_inline(req, body, len);
+}
+
+void lt_http_send_json(lt_req_t *r, int status, json_t *body)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        lt_http_problem(r, 500, "internal_error", "The response could not be encoded.");
+        return;
+    }
+    lt_http_send(r, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+int lt_problem_render(lt_buf_t *out, int status, const char *code, const char *detail, json_t *errors)
+{
+    json_t *doc = json_pack("{s:s+, s:s, s:i, s:s, s:s}", "type", "urn:latch:problem:", code, "title",
+                            lt_http_status_title(status), "status", status, "detail", detail != NULL ? detail : "",
+                            "code", code);
+    int ret = LT_ENOMEM;
+    char *text = NULL;
+    if (doc == NULL)
+        goto done;
+    if (errors != NULL && json_object_set(doc, "errors", errors) != 0)
+        goto done;
+    if ((text = json_dumps(doc, JSON_COMPACT)) == NULL)
+        goto done;
+    ret = lt_buf_appends(out, text);
+done:
+    free(text);
+    json_decref(doc);
+    return ret;
+}
+
+void lt_http_problem_fields(lt_req_t *r, int status, const char *code, const char *detail, json_t *errors)
+{
+    lt_buf_t b = LT_BUF_INIT;
+    if (lt_problem_render(&b, status, code, detail, errors) != 0) {
+        static const char fallback[] = "{\"title\":\"Internal Server Error\",\"status\":500,\"code\":\"internal_error\"}";
+        lt_http_send(r, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
+    } else {
+        lt_http_send(r, status, "application/problem+json", b.base, b.len);
+    }
+    lt_buf_free(&b);
+    json_decref(errors);
+}
+
+void lt_http_problem(lt_req_t *r, int status, const char *code, const char *detail)
+{
+    lt_http_problem_fields(r, status, code, detail, NULL);
+}
+
+static int content_type_is_json(lt_req_t *r)
+{
+    ssize_t i = h2o_find_header(&r->req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return 0;
+    h2o_iovec_t v = r->req->headers.entries[i].value;
+    size_t n = v.len;
+    for (size_t k = 0; k < v.len; k++)
+        if (v.base[k] == ';') {
+            n = k;
+            break;
+        }
+    while (n > 0 && v.base[n - 1] == ' ')
+        n--;
+    return h2o_lcstris(v.base, n, H2O_STRLIT("application/json")) ||
+           (n > 5 && h2o_lcstris(v.base + n - 5, 5, H2O_STRLIT("+json")) && memchr(v.base, '/', n) != NULL);
+}
+
+int lt_http_read_json(lt_req_t *r, json_t **out)
+{
+    lt_http_server_t *s = r->server;
+    const lt_http_options_t *o = lt_http_server_options(s);
+    h2o_iovec_t body = r->req->entity;
+    json_error_t jerr;
+    char detail[256];
+
+    *out = NULL;
+    if (!content_type_is_json(r)) {
+        lt_http_problem(r, 415, "unsupported_media_type", "The request body must be application/json.");
+        return -1;
+    }
+    if (body.base == NULL || body.len == 0) {
+        lt_http_problem(r, 400, "invalid_json", "The request body is empty.");
+        return -1;
+    }
+    if (body.len > o->max_body_bytes) {
+        lt_http_problem(r, 413, "payload_too_large", "The request body is too large.");
+        return -1;
+    }
+    if (!lt_json_depth_ok(body.base, body.len, o->max_json_depth)) {
+        snprintf(detail, sizeof(detail), "The JSON document nests deeper than %d levels.", o->max_json_depth);
+        lt_http_problem(r, 400, "invalid_json", detail);
+        return -1;
+    }
+    json_t *doc = json_loadb(body.base, body.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        snprintf(detail, sizeof(detail), "Malformed JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        lt_http_problem(r, 400, "invalid_json", detail);
+        return -1;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        lt_http_problem(r, 400, "invalid_json", "The request body must be a JSON object.");
+        return -1;
+    }
+    *out = doc;
+    return 0;
+}
+
+const char *lt_req_param(lt_req_t *r, const char *name)
+{
+    size_t nlen = strlen(name);
+    for (int i = 0; i < r->nparams; i++) {
+        lt_route_param_t *p = &r->params[i];
+        if (p->name_len != nlen || memcmp(p->name, name, nlen) != 0)
+            continue;
+        char *buf = h2o_mem_alloc_pool(&r->req->pool, p->value_len + 1);
+        return lt_router_decode(buf, p->value_len + 1, p->value, p->value_len) >= 0 ? buf : NULL;
+    }
+    return NULL;
+}
+
+/* Query strings decode '+' as space (form encoding) on top of percent escapes. */
+static const char *decode_query_value(lt_req_t *r, const char *v, size_t n)
+{
+    char *tmp = h2o_mem_alloc_pool(&r->req->pool, n + 1);
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = v[i] == '+' ? ' ' : v[i];
+    char *out = h2o_mem_alloc_pool(&r->req->pool, n + 1);
+    return lt_router_decode(out, n + 1, tmp, n) >= 0 ? out : NULL;
+}
+
+const char *lt_req_query(lt_req_t *r, const char *name)
+{
+    h2o_req_t *req = r->req;
+    size_t nlen = strlen(name);
+    if (req->query_at == SIZE_MAX)
+        return NULL;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        const char *key_end = eq != NULL ? eq : pair_end;
+        if ((size_t)(key_end - p) == nlen && memcmp(p, name, nlen) == 0)
+            return eq != NULL ? decode_query_value(r, eq + 1, (size_t)(pair_end - eq - 1)) : "";
+        p = pair_end + 1;
+    }
+    return NULL;
+}
+
+const char *lt_req_header(lt_req_t *r, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&r->req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    h2o_iovec_t v = r->req->headers.entries[i].value;
+    return h2o_strdup(&r->req->pool, v.base, v.len).base;
+}
+
+const char *lt_req_peer(lt_req_t *r)
+{
+    if (r->peer[0] == '\0') {
+        struct sockaddr_storage ss;
+        socklen_t sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+        const void *addr = NULL;
+        if (sl != 0 && ss.ss_family == AF_INET)
+            addr = &((struct sockaddr_in *)&ss)->sin_addr;
+        else if (sl != 0 && ss.ss_family == AF_INET6)
+            addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (addr == NULL || inet_ntop(ss.ss_family, addr, r->peer, sizeof(r->peer)) == NULL)
+            strcpy(r->peer, "unknown");
+    }
+    return r->peer;
+}

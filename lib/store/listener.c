@@ -1,0 +1,261 @@
+/*
+ * listener.c: the LISTEN/NOTIFY control thread (see store.h).
+ *
+ * Threading: lt_store_listener_start/stop run on the owner's thread; everything else runs
+ * on the listener's own thread, including the notify callback. The two share only the
+ * `stop` flag (atomic) and the wake pipe, whose write end stop() uses to interrupt poll().
+ *
+ * The thread loops: connect (PQconnectStart/Poll, waiting in poll() on the socket and the
+ * wake pipe so that stop() never waits for a slow connect), LISTEN on every channel, tell
+ * the callback "(re)connected" (channel NULL), then poll() for notifications until the
+ * connection breaks; then back off (100 ms doubling up to reconnect_max_ms) and start over.
+ * Blocking libpq calls (the LISTEN statements) are fine here: no event loop runs on this
+ * thread.
+ *
+ * Ownership: the listener copies the conninfo and channel names; the caller's `data` is
+ * passed through untouched.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BACKOFF_BASE_MS 100
+/* poll() wakes at least this often so a missed wake-up cannot hang stop(). */
+#define POLL_MAX_MS 1000
+/* Async connects are not bounded by libpq's connect_timeout; a blackholed host must not
+ * hold the thread for the kernel's SYN retries (~2 min). */
+#define CONNECT_TIMEOUT_MS 10000
+
+struct lt_store_listener {
+    char *conninfo;
+    char **channels;
+    size_t nchannels;
+    int reconnect_max_ms;
+    lt_store_notify_fn fn;
+    void *data;
+    pthread_t thread;
+    int wake[2]; /* [0] polled by the thread, [1] written by stop() */
+    int stop;
+};
+
+static int stopping(lt_store_listener_t *l)
+{
+    return __atomic_load_n(&l->stop, __ATOMIC_ACQUIRE);
+}
+
+static const char *one_line(char *buf, size_t len, const char *msg)
+{
+    size_t n = 0;
+    for (; msg != NULL && *msg != '\0' && n + 1 < len; msg++) {
+        char ch = (*msg == '\n' || *msg == '\r' || *msg == '\t') ? ' ' : *msg;
+        if (ch != ' ' || (n > 0 && buf[n - 1] != ' '))
+            buf[n++] = ch;
+    }
+    while (n > 0 && buf[n - 1] == ' ')
+        n--;
+    buf[n] = '\0';
+    return buf;
+}
+
+static void on_notice(void *arg, const char *message)
+{
+    char line[256];
+    (void)arg;
+    lt_log(LT_LOG_DEBUG, "store", "listener: server notice: %s", one_line(line, sizeof(line), message));
+}
+
+/*
+ * Waits until `fd` is ready for `events` (fd < 0: only sleeps), the wake pipe fires or
+ * `timeout_ms` passes. @return 1 ready, 0 timed out, -1 stop requested.
+ */
+static int wait_fd(lt_store_listener_t *l, int fd, short events, int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = l->wake[0], .events = POLLIN}, {.fd = fd, .events = events}};
+    int r = poll(p, fd >= 0 ? 2 : 1, timeout_ms);
+    if (stopping(l))
+        return -1;
+    if (r < 0)
+        return errno == EINTR ? 0 : -1;
+    return r > 0 && fd >= 0 && p[1].revents != 0 ? 1 : 0;
+}
+
+/* Connects without ever blocking stop(). @return the connection, or NULL. */
+static PGconn *connect_conn(lt_store_listener_t *l, char *why, size_t whylen)
+{
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    uint64_t deadline = lt_monotonic_ns() / 1000000 + CONNECT_TIMEOUT_MS;
+    PGconn *conn = PQconnectStart(l->conninfo);
+    if (conn == NULL || PQstatus(conn) == CONNECTION_BAD)
+        goto fail;
+    while (st != PGRES_POLLING_OK) {
+        int r = wait_fd(l, PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, POLL_MAX_MS);
+        if (r < 0)
+            goto fail;
+        if (r == 0) {
+            if (lt_monotonic_ns() / 1000000 < deadline)
+                continue;
+            snprintf(why, whylen, "connect timed out");
+            PQfinish(conn);
+            return NULL;
+        }
+        if ((st = PQconnectPoll(conn)) == PGRES_POLLING_FAILED)
+            goto fail;
+    }
+    PQsetNoticeProcessor(conn, on_notice, NULL);
+    return conn;
+fail:
+    one_line(why, whylen, conn != NULL ? PQerrorMessage(conn) : "out of memory");
+    PQfinish(conn);
+    return NULL;
+}
+
+static int listen_all(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < l->nchannels; i++) {
+        char *ident = PQescapeIdentifier(conn, l->channels[i], strlen(l->channels[i]));
+        char *sql = NULL;
+        PGresult *r = NULL;
+        int ok = ident != NULL && asprintf(&sql, "LISTEN %s", ident) >= 0;
+        if (ok) {
+            r = PQexec(conn, sql);
+            ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        }
+        if (!ok)
+            one_line(why, whylen, PQerrorMessage(conn));
+        PQclear(r);
+        free(sql);
+        PQfreemem(ident);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+/* Delivers notifications until the connection breaks or stop() is called. */
+static void pump(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
+{
+    for (;;) {
+        PGnotify *n;
+        int r;
+        /* First round: notifications that arrived while LISTEN ran are already buffered. */
+        while ((n = PQnotifies(conn)) != NULL) {
+            l->fn(n->relname, n->extra, l->data);
+            PQfreemem(n);
+        }
+        if (PQstatus(conn) == CONNECTION_BAD) {
+            one_line(why, whylen, PQerrorMessage(conn));
+            return;
+        }
+        do {
+            if ((r = wait_fd(l, PQsocket(conn), POLLIN, POLL_MAX_MS)) < 0)
+                return;
+        } while (r == 0);
+        if (!PQconsumeInput(conn)) {
+            one_line(why, whylen, PQerrorMessage(conn));
+            return;
+        }
+    }
+}
+
+static void *run(void *arg)
+{
+    lt_store_listener_t *l = arg;
+    int delay = 0, failures = 0;
+    char why[256];
+
+    while (wait_fd(l, -1, 0, delay) >= 0) {
+        PGconn *conn = connect_conn(l, why, sizeof(why));
+        if (conn != NULL && listen_all(l, conn, why, sizeof(why)) == 0) {
+            if (failures > 0)
+                lt_log(LT_LOG_INFO, "store", "listener: connected");
+            failures = 0;
+            delay = 0;
+            l->fn(NULL, NULL, l->data);
+            pump(l, conn, why, sizeof(why));
+        }
+        PQfinish(conn);
+        if (stopping(l))
+            break;
+        /* Log the first failure of an outage loudly, the retries quietly. */
+        if (failures++ == 0)
+            lt_log(LT_LOG_WARN, "store", "listener: connection lost or failed: %s", why);
+        else
+            lt_log(LT_LOG_DEBUG, "store", "listener: retry %d failed: %s", failures, why);
+        delay = delay == 0 ? BACKOFF_BASE_MS : delay * 2;
+        if (delay > l->reconnect_max_ms)
+            delay = l->reconnect_max_ms;
+    }
+    return NULL;
+}
+
+static void listener_free(lt_store_listener_t *l)
+{
+    if (l->channels != NULL)
+        for (size_t i = 0; i < l->nchannels; i++)
+            free(l->channels[i]);
+    free(l->channels);
+    free(l->conninfo);
+    if (l->wake[0] >= 0)
+        close(l->wake[0]);
+    if (l->wake[1] >= 0)
+        close(l->wake[1]);
+    free(l);
+}
+
+int lt_store_listener_start(const char *conninfo, const char *const *channels, size_t nchannels, int reconnect_max_ms,
+                            lt_store_notify_fn fn, void *data, lt_store_listener_t **out)
+{
+    lt_store_listener_t *l = NULL;
+    int ret = LT_ENOMEM;
+
+    if (conninfo == NULL || channels == NULL || nchannels == 0 || reconnect_max_ms < 1 || fn == NULL || out == NULL)
+        return LT_EINVAL;
+    for (size_t i = 0; i < nchannels; i++)
+        if (channels[i] == NULL || channels[i][0] == '\0')
+            return LT_EINVAL;
+    if ((l = calloc(1, sizeof(*l))) == NULL)
+        return LT_ENOMEM;
+    l->wake[0] = l->wake[1] = -1;
+    l->reconnect_max_ms = reconnect_max_ms;
+    l->fn = fn;
+    l->data = data;
+    if ((l->conninfo = strdup(conninfo)) == NULL || (l->channels = calloc(nchannels, sizeof(char *))) == NULL)
+        goto fail;
+    for (; l->nchannels < nchannels; l->nchannels++)
+        if ((l->channels[l->nchannels] = strdup(channels[l->nchannels])) == NULL)
+            goto fail;
+    ret = LT_EIO;
+    if (pipe2(l->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        l->wake[0] = l->wake[1] = -1;
+        goto fail;
+    }
+    if (pthread_create(&l->thread, NULL, run, l) != 0)
+        goto fail;
+    *out = l;
+    return 0;
+fail:
+    listener_free(l);
+    return ret;
+}
+
+void lt_store_listener_stop(lt_store_listener_t **lp)
+{
+    lt_store_listener_t *l = *lp;
+    if (l == NULL)
+        return;
+    *lp = NULL;
+    __atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
+    if (write(l->wake[1], "x", 1) < 0) {
+        /* the pipe is full, so a wake-up is already pending */
+    }
+    pthread_join(l->thread, NULL);
+    listener_free(l);
+}

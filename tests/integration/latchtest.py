@@ -1,0 +1,661 @@
+"""Helpers for the Latch integration tests (conftest.py turns them into fixtures).
+
+Runs under Debian's /usr/bin/python3 with python3-httpx (0.23), python3-h2, python3-yaml and
+python3-jsonschema. Everything is real: private PostgreSQL clusters made with initdb/pg_ctl,
+databases migrated by `latchctl migrate`, latchd started as a process on free ports and talked
+to over HTTP/2 (h2c prior knowledge, and TLS with ALPN h2).
+
+Environment (set by tests/run; every one is optional when pytest is run by hand):
+  LATCH_BIN_DIR           where latchd/latchd and latchctl/latchctl are (default build/cmd)
+  LATCH_SOURCE_ROOT       the repository (default: two levels above this file)
+  LATCH_TEST_PGHOST       socket directory of a running cluster with the Latch roles
+  LATCH_TEST_DATABASE_URL superuser conninfo for that cluster
+  LATCH_TEST_TMPDIR       where to put temporary files; pids of running latchd processes are
+                          kept in its pids/ so tests/run can kill what a crashed pytest left
+  LATCH_TEST_SANITIZED    "1": the binaries are ASan/UBSan builds; their stderr is checked
+"""
+
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(os.environ.get("LATCH_SOURCE_ROOT") or Path(__file__).resolve().parents[2])
+BIN_DIR = Path(os.environ.get("LATCH_BIN_DIR") or ROOT / "build" / "cmd")
+SANITIZED = os.environ.get("LATCH_TEST_SANITIZED") == "1"
+TMP_BASE = os.environ.get("LATCH_TEST_TMPDIR") or None  # None: tempfile's default (/tmp)
+PSQL = "/usr/bin/psql" if os.path.exists("/usr/bin/psql") else "psql"
+
+# The three roles sql/roles.sql creates.
+LATCH_ROLES = ("latch_owner", "latch_runtime", "latch_app")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def _pg_bin():
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
+
+
+def _bin(name):
+    # build/cmd/NAME/NAME is the documented place; build/cmd/NAME is where meson puts an
+    # executable declared in cmd/meson.build itself.
+    nested = BIN_DIR / name / name
+    return nested if nested.is_file() or not (BIN_DIR / name).is_file() else BIN_DIR / name
+
+
+def latchd_bin():
+    return _bin("latchd")
+
+
+def latchctl_bin():
+    return _bin("latchctl")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mkdtemp(prefix):
+    """A temporary directory under LATCH_TEST_TMPDIR (or /tmp)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=TMP_BASE))
+
+
+def random_master_key():
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def child_env(extra=None):
+    """The environment for latchd and latchctl: ours without any LATCH_* variable (latchd
+    rejects LATCH_ names that are not config keys, and LATCH_BIN_DIR, LATCH_SOURCE_ROOT are
+    not), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATCH_")}
+    env.update(extra or {})
+    return env
+
+
+def tail(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def as_pg_owner(cmd):
+    """initdb and postgres refuse to run as root: as root, run them as the postgres user."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"] + [str(c) for c in cmd]
+    return [str(c) for c in cmd]
+
+
+def psql(host, sql, db="postgres", user="postgres", check=True):
+    """Runs `sql` with psql -Atc (unaligned, tuples only); returns stdout without the final
+    newline. Raises RuntimeError with psql's message when it fails and `check` is true."""
+    p = subprocess.run([PSQL, "-X", "-h", str(host), "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1",
+                        "-Atc", sql], capture_output=True, text=True, env=child_env())
+    if check and p.returncode != 0:
+        raise RuntimeError(f"psql -d {db} -U {user} failed ({p.returncode}): {sql}\n{p.stderr}")
+    return p.stdout.rstrip("\n")
+
+
+def psql_file(host, path, db="postgres", user="postgres"):
+    p = subprocess.run([PSQL, "-X", "-q", "-h", str(host), "-U", user, "-d", db,
+                        "-v", "ON_ERROR_STOP=1", "-f", str(path)],
+                       capture_output=True, text=True, env=child_env())
+    if p.returncode != 0:
+        raise RuntimeError(f"psql -f {path} failed ({p.returncode}):\n{p.stderr}")
+
+
+def conninfo(host, user, db):
+    return f"host={host} user={user} dbname={db}"
+
+
+def ensure_roles(host):
+    """Runs sql/roles.sql unless the cluster already has the Latch roles."""
+    names = ",".join(f"'{r}'" for r in LATCH_ROLES)
+    if psql(host, f"SELECT count(*) FROM pg_roles WHERE rolname IN ({names})") == str(len(LATCH_ROLES)):
+        return
+    psql_file(host, ROOT / "sql" / "roles.sql")
+
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def ident(name):
+    if not _IDENT.match(name):
+        raise ValueError(f"not a plain lower-case SQL identifier: {name!r}")
+    return name
+
+
+class Cluster:
+    """A private PostgreSQL cluster: data in HOME/data, the unix socket in HOME (no TCP)."""
+
+    def __init__(self, home):
+        self.home = Path(home)
+        self.data = self.home / "data"
+        self.log = self.home / "server.log"
+        sock = self.home / ".s.PGSQL.5432"
+        if len(str(sock)) > 107:
+            raise ValueError(f"socket path too long for a unix socket: {sock}")
+
+    @classmethod
+    def create(cls, prefix="lpg-"):
+        """initdb into a new temporary directory (not started)."""
+        c = cls(mkdtemp(prefix))
+        c.initdb()
+        return c
+
+    @property
+    def host(self):
+        return str(self.home)
+
+    def _run(self, cmd, what):
+        p = subprocess.run(as_pg_owner(cmd), capture_output=True, text=True, env=child_env())
+        if p.returncode != 0:
+            raise RuntimeError(f"{what} failed ({p.returncode}):\n{p.stdout}{p.stderr}\n"
+                               f"--- {self.log} ---\n{self.log_tail()}")
+        return p
+
+    def initdb(self):
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres", "postgres")
+        os.chmod(self.home, 0o700)
+        self._run([PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                   "--locale=C", "--no-sync", "--no-instructions"], "initdb")
+
+    def start(self):
+        opts = (f"-k {self.home} -c listen_addresses= -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off -c max_connections=200")
+        self._run([PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts,
+                   "start"], "pg_ctl start")
+
+    def stop(self, mode="fast"):
+        """Stops the cluster if it runs (mode: smart, fast or immediate)."""
+        if self.running:
+            self._run([PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop"],
+                      "pg_ctl stop")
+
+    @property
+    def running(self):
+        p = subprocess.run(as_pg_owner([PG_BIN / "pg_ctl", "-D", self.data, "status"]),
+                           capture_output=True, env=child_env())
+        return p.returncode == 0
+
+    def remove(self):
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def log_tail(self, lines=30):
+        try:
+            return tail(self.log.read_text(errors="replace"), lines)
+        except OSError:
+            return "(no server log)"
+
+    def sql(self, query, db="postgres", user="postgres"):
+        return psql(self.host, query, db=db, user=user)
+
+    def conninfo(self, user, db):
+        return conninfo(self.host, user, db)
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+class Database:
+    """A database owned by latch_owner: `url` is latchd's conninfo (latch_app), `owner_url`
+    the one migrations use."""
+
+    def __init__(self, host, name):
+        self.host = str(host)
+        self.name = name
+        self.url = conninfo(host, "latch_app", name)
+        self.owner_url = conninfo(host, "latch_owner", name)
+        self.superuser_url = conninfo(host, "postgres", name)
+
+    def sql(self, query, user="postgres"):
+        """Runs SQL in this database (as the superuser by default); returns psql -At output."""
+        return psql(self.host, query, db=self.name, user=user)
+
+    def __repr__(self):
+        return f"Database({self.name!r} on {self.host})"
+
+
+def migrate(db, workdir=None):
+    """`latchctl migrate` on `db` with a minimal config file."""
+    workdir = Path(workdir or mkdtemp("migrate-"))
+    cfg = workdir / f"migrate-{db.name}.json"
+    cfg.write_text(json.dumps({"listen": "", "database_url": db.url, "database_owner_url": db.owner_url,
+                               "master_key": random_master_key()}))
+    p = subprocess.run([str(latchctl_bin()), "--config", str(cfg), "migrate"], capture_output=True,
+                       text=True, env=child_env(), timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"latchctl migrate on {db.name} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+    return p
+
+
+def create_database(host, name, migrated=True, workdir=None):
+    """A fresh database NAME owned by latch_owner (dropped first if it exists), roles ensured,
+    migrated unless `migrated` is false."""
+    ident(name)
+    ensure_roles(host)
+    psql(host, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(host, f"CREATE DATABASE {name} OWNER latch_owner")
+    db = Database(host, name)
+    if migrated:
+        migrate(db, workdir)
+    return db
+
+
+def drop_database(host, name):
+    psql(host, f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)", check=False)
+
+
+class DbFactory:
+    """Creates uniquely named databases in one cluster and drops them in cleanup()."""
+
+    _seq = itertools.count(1)
+
+    def __init__(self, host, workdir):
+        self.host = str(host)
+        self.workdir = Path(workdir)
+        self.created = []
+
+    def __call__(self, name=None, migrated=True):
+        if name is None:
+            name = f"t{os.getpid()}_{next(self._seq)}"
+        db = create_database(self.host, ident(name), migrated=migrated, workdir=self.workdir)
+        self.created.append(db)
+        return db
+
+    def cleanup(self):
+        while self.created:
+            drop_database(self.host, self.created.pop().name)
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+def make_tls_cert(directory):
+    """A self-signed EC P-256 certificate for localhost and 127.0.0.1: (cert, key) paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "30", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+# --- HTTP clients ---------------------------------------------------------------------------
+
+
+def _client(base_url, verify, http1, http2, kw):
+    kw.setdefault("timeout", 10.0)
+    kw.setdefault("trust_env", False)  # no proxies from the environment
+    return httpx.Client(base_url=base_url or "", verify=verify, http1=http1, http2=http2, **kw)
+
+
+def h2c_client(base_url="", **kw):
+    """HTTP/2 over cleartext by prior knowledge (no HTTP/1.1 at all)."""
+    return _client(base_url, False, False, True, kw)
+
+
+def tls_client(base_url="", cert=None, **kw):
+    """HTTPS offering ALPN h2 and http/1.1, trusting `cert` (a PEM path)."""
+    return _client(base_url, str(cert) if cert else True, True, True, kw)
+
+
+def http1_client(base_url="", cert=None, **kw):
+    """HTTP/1.1 only, over http:// or https:// (trusting `cert`)."""
+    return _client(base_url, str(cert) if cert else True, True, False, kw)
+
+
+# --- latchd ---------------------------------------------------------------------------------
+
+
+def sanitizer_reports(text):
+    """The sanitizer reports in a stderr text: one excerpt per report."""
+    lines = text.splitlines()
+    reports = []
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            reports.append("\n".join(lines[max(0, i - 2):i + 30]))
+    return reports
+
+
+def _url(scheme, listen):
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host in ("[::]",):
+        host = "[::1]"
+    return f"{scheme}://{host}:{port}"
+
+
+class Latchd:
+    """One latchd process with its config file, stdout/stderr/access-log files in `workdir`.
+
+    Attributes: config (dict), config_path, workdir, h2c_url / https_url (None when that
+    listener is off), cert, proc, pid."""
+
+    def __init__(self, workdir, config, cert=None, env=None):
+        self.workdir = Path(workdir)
+        self.config = dict(config)
+        self.cert = cert
+        self.env = dict(env or {})
+        self.config_path = self.workdir / "latch.json"
+        self.stdout_path = self.workdir / "stdout.log"
+        self.stderr_path = self.workdir / "stderr.log"
+        self.proc = None
+        self.stopped = False  # stop() was called for the current process
+        self.timed_out = False  # stop() had to SIGKILL it
+        self.stderr_checked = 0  # bytes of stderr already scanned for sanitizer reports
+        self.h2c_url = _url("http", self.config.get("listen_h2c", ""))
+        self.https_url = _url("https", self.config.get("listen", "127.0.0.1:8443"))
+        self._files = []
+        self._pidfile = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def access_log_path(self):
+        p = self.config.get("access_log", "-")
+        return self.stdout_path if p == "-" else None if p == "off" else Path(p)
+
+    def start(self, timeout=10.0, wait=True):
+        """Starts the process (again, after stop(), with the same config) and waits until GET
+        /healthz answers. Fails the test with the stderr tail if it does not."""
+        import pytest
+
+        assert not self.running, "latchd is already running"
+        self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
+        out = open(self.stdout_path, "ab")
+        err = open(self.stderr_path, "ab")
+        self._files = [out, err]
+        self.proc = subprocess.Popen([str(latchd_bin()), "--config", str(self.config_path)],
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                     env=child_env(self.env))
+        self.stopped = self.timed_out = False
+        if TMP_BASE:
+            piddir = Path(TMP_BASE) / "pids"
+            piddir.mkdir(exist_ok=True)
+            self._pidfile = piddir / f"latchd.{self.proc.pid}"
+            self._pidfile.write_text(_start_time(self.proc.pid) + "\n")
+        if wait:
+            problem = self.wait_healthy(timeout)
+            if problem:
+                self.stop(signal.SIGKILL, timeout=5)
+                pytest.fail(f"latchd {problem}\n--- stderr ({self.stderr_path}) ---\n"
+                            f"{tail(self.stderr_text())}", pytrace=False)
+        return self
+
+    def wait_healthy(self, timeout=10.0):
+        """None once GET /healthz answers 200, else why not."""
+        base = self.h2c_url or self.https_url
+        deadline = time.monotonic() + timeout
+        last = "no listener configured"
+        with http1_client(base, cert=self.cert, timeout=1.0) as c:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return f"exited with {self.proc.returncode} during start-up"
+                try:
+                    r = c.get("/healthz")
+                    if r.status_code == 200:
+                        return None
+                    last = f"GET /healthz: {r.status_code}"
+                except httpx.HTTPError as e:
+                    last = f"GET /healthz: {type(e).__name__}: {e}"
+                time.sleep(0.05)
+        return f"did not answer GET /healthz with 200 within {timeout:g} s (last: {last})"
+
+    def responsive(self, timeout=2.0):
+        """True when the process runs and answers GET /healthz (a quick liveness probe)."""
+        if not self.running:
+            return False
+        try:
+            with http1_client(self.h2c_url or self.https_url, cert=self.cert, timeout=timeout) as c:
+                return c.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Sends `sig` and waits up to `timeout` s for the exit (then SIGKILL). Returns the
+        exit code (negative: killed by that signal); None if it was never started."""
+        if self.proc is None:
+            return None
+        self.stopped = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.timed_out = True
+        for f in self._files:
+            f.close()
+        self._files = []
+        if self._pidfile:
+            self._pidfile.unlink(missing_ok=True)
+        return self.proc.returncode
+
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def new_sanitizer_reports(self):
+        """Sanitizer reports in the stderr written since the last call."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(self.stderr_checked)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.stderr_checked += len(data)
+        return sanitizer_reports(data.decode(errors="replace"))
+
+    def stdout_text(self):
+        try:
+            return self.stdout_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_records(self):
+        """latchd's JSON log lines (stderr), parsed; lines that are not JSON are skipped
+        (sanitizer reports, for one)."""
+        return _json_lines(self.stderr_text())
+
+    def access_log_lines(self):
+        """The access log as a list of lines (without newlines); [] when it is off."""
+        p = self.access_log_path
+        if p is None or not p.exists():
+            return []
+        text = p.read_text(errors="replace")
+        return [line for line in text.splitlines() if line.strip()]
+
+    def access_log_records(self):
+        """The access log lines parsed as JSON (raises ValueError naming a bad line)."""
+        out = []
+        for line in self.access_log_lines():
+            try:
+                out.append(json.loads(line))
+            except ValueError as e:
+                raise ValueError(f"access log line is not JSON: {line!r}") from e
+        return out
+
+    def h2c(self, **kw):
+        assert self.h2c_url, "listen_h2c is off"
+        return h2c_client(self.h2c_url, **kw)
+
+    def tls(self, **kw):
+        assert self.https_url, "listen is off"
+        return tls_client(self.https_url, cert=self.cert, **kw)
+
+    def http1(self, tls=False, **kw):
+        base = self.https_url if tls else self.h2c_url
+        assert base, "that listener is off"
+        return http1_client(base, cert=self.cert, **kw)
+
+    def send_signal(self, sig):
+        """Sends `sig` without waiting (SIGHUP to reload; stop() to end it)."""
+        self.proc.send_signal(sig)
+
+    signal = send_signal  # defined after every use of the signal module in the class body
+
+    def problems_at_teardown(self):
+        """Stops the process if it runs; returns what is wrong: a non-zero exit after SIGTERM,
+        an exit nobody asked for, sanitizer reports (when LATCH_TEST_SANITIZED=1)."""
+        problems = []
+        if self.proc is not None:
+            if self.running:
+                rc = self.stop(signal.SIGTERM)
+                if self.timed_out:
+                    problems.append("latchd did not exit within 15 s of SIGTERM (killed)")
+                elif rc != 0:
+                    problems.append(f"latchd exited with {rc} after SIGTERM")
+            elif not self.stopped:
+                problems.append(f"latchd exited by itself during the test with {self.proc.returncode}")
+                self.stop()
+        if SANITIZED:
+            for report in self.new_sanitizer_reports():
+                problems.append(f"sanitizer report in latchd's stderr ({self.stderr_path}):\n{report}")
+        if problems and not any("sanitizer report" in p for p in problems):
+            problems.append(f"--- stderr tail ({self.stderr_path}) ---\n{tail(self.stderr_text())}")
+        return problems
+
+
+def _start_time(pid):
+    """Field 22 of /proc/PID/stat: with the pid, it names one process (pids are reused)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _json_lines(text):
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+class LatchdFactory:
+    """latchd_factory(**config_overrides) -> a started Latchd.
+
+    Defaults: 2 workers, TLS and h2c listeners on free ports, a fresh migrated database
+    (unless database_url is given), a random master key, the access log in a file, log_level
+    info. Keyword `env` (dict) adds environment variables; `start=False` returns it unstarted."""
+
+    def __init__(self, db_factory, cert, key, workdir):
+        self.db_factory = db_factory
+        self.cert, self.key = cert, key
+        self.workdir = Path(workdir)
+        self.instances = []
+
+    def __call__(self, env=None, start=True, timeout=10.0, **overrides):
+        workdir = Path(tempfile.mkdtemp(prefix="latchd-", dir=self.workdir))
+        config = {
+            "workers": 2,
+            "listen": f"127.0.0.1:{free_port()}",
+            "listen_h2c": f"127.0.0.1:{free_port()}",
+            "tls_cert": str(self.cert),
+            "tls_key": str(self.key),
+            "master_key": random_master_key(),
+            "access_log": str(workdir / "access.log"),
+            "log_level": "info",
+        }
+        if "database_url" not in overrides:
+            db = self.db_factory()
+            config["database_url"] = db.url
+        config.update(overrides)
+        if "master_key_file" in overrides:
+            config.pop("master_key", None)
+        d = Latchd(workdir, config, cert=self.cert, env=env)
+        self.instances.append(d)
+        if start:
+            d.start(timeout=timeout)
+        return d
+
+    def cleanup(self):
+        """Stops every instance; returns the problems found (see Latchd.problems_at_teardown)."""
+        problems = []
+        for d in self.instances:
+            problems += d.problems_at_teardown()
+        self.instances = []
+        return problems
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+
+class OpenAPI:
+    """proto/openapi.yaml with JSON Schema validation of bodies against its components."""
+
+    def __init__(self, path):
+        import yaml
+        from jsonschema import Draft202012Validator, RefResolver
+
+        self.path = Path(path)
+        with open(self.path) as f:
+            self.doc = yaml.safe_load(f)
+        self._validator_cls = Draft202012Validator
+        self._resolver = RefResolver(base_uri=self.path.as_uri(), referrer=self.doc)
+        self._format_checker = Draft202012Validator.FORMAT_CHECKER
+
+    def schema(self, name):
+        try:
+            return self.doc["components"]["schemas"][name]
+        except KeyError:
+            raise KeyError(f"no schema {name!r} in {self.path} components/schemas") from None
+
+    def errors(self, instance, schema_name):
+        """Messages for every way `instance` breaks the named schema ([] when it is valid)."""
+        self.schema(schema_name)  # a clear error for an unknown name
+        v = self._validator_cls({"$ref": f"#/components/schemas/{schema_name}"}, resolver=self._resolver,
+                                format_checker=self._format_checker)
+        return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+                for e in sorted(v.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))]
+
+    def validate(self, instance, schema_name):
+        """Raises AssertionError listing every violation of the named schema."""
+        errs = self.errors(instance, schema_name)
+        if errs:
+            raise AssertionError(f"response does not match {schema_name}:\n  " + "\n  ".join(errs)
+                                 + f"\ninstance: {json.dumps(instance)[:2000]}")
