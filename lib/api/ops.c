@@ -35,16 +35,16 @@ static int on_healthz(lt_req_t *r)
     return 0;
 }
 
-static void on_ping_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+/* A store call whose success is answered with a fixed JSON body (ctx). */
+static void on_fixed_reply(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
-    static const char body[] = "{\"status\":\"ready\"}";
+    const char *body = ctx;
     (void)res;
-    (void)ctx;
     if (err != NULL) {
         lt__api_store_problem(r, err);
         return;
     }
-    lt_http_send(r, 200, "application/json", body, sizeof(body) - 1);
+    lt_http_send(r, 200, "application/json", body, strlen(body));
 }
 
 static int on_readyz(lt_req_t *r)
@@ -53,7 +53,7 @@ static int on_readyz(lt_req_t *r)
         lt__api_store_problem(r, lt_err_unavailable);
         return 0;
     }
-    lt__api_query(r, &stmt_ping, NULL, 0, on_ping_done, NULL);
+    lt__api_query(r, &stmt_ping, NULL, 0, on_fixed_reply, (void *)"{\"status\":\"ready\"}");
     return 0;
 }
 
@@ -130,18 +130,6 @@ static int on_metrics(lt_req_t *r)
     return 0;
 }
 
-static void on_sleep_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    static const char body[] = "{\"slept\":true}";
-    (void)res;
-    (void)ctx;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
-        return;
-    }
-    lt_http_send(r, 200, "application/json", body, sizeof(body) - 1);
-}
-
 static int on_debug_sleep(lt_req_t *r)
 {
     const char *ms = lt_req_query(r, "ms");
@@ -153,7 +141,7 @@ static int on_debug_sleep(lt_req_t *r)
         return 0;
     }
     const char *params[] = {ms};
-    lt__api_query(r, &stmt_sleep, params, 1, on_sleep_done, NULL);
+    lt__api_query(r, &stmt_sleep, params, 1, on_fixed_reply, (void *)"{\"slept\":true}");
     return 0;
 }
 

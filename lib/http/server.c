@@ -502,7 +502,12 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
     if (!connections_open(w) && context_timers_idle(&w->ctx)) {
+        h2o_multithread_queue_t *queue = w->ctx.queue;
         h2o_context_dispose(&w->ctx);
+        /* h2o 2.2's evloop flavour of h2o_multithread_destroy_queue closes the queue's
+         * socket but never frees the queue itself */
+        free(queue);
+        h2o_evloop_run(w->loop, 0); /* release the sockets closed above */
         h2o_evloop_destroy(w->loop);
         w->disposed = 1;
     }

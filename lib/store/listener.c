@@ -16,6 +16,7 @@
  * passed through untouched.
  */
 #include "store/store.h"
+#include "store/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,25 +52,11 @@ static int stopping(lt_store_listener_t *l)
     return __atomic_load_n(&l->stop, __ATOMIC_ACQUIRE);
 }
 
-static const char *one_line(char *buf, size_t len, const char *msg)
-{
-    size_t n = 0;
-    for (; msg != NULL && *msg != '\0' && n + 1 < len; msg++) {
-        char ch = (*msg == '\n' || *msg == '\r' || *msg == '\t') ? ' ' : *msg;
-        if (ch != ' ' || (n > 0 && buf[n - 1] != ' '))
-            buf[n++] = ch;
-    }
-    while (n > 0 && buf[n - 1] == ' ')
-        n--;
-    buf[n] = '\0';
-    return buf;
-}
-
 static void on_notice(void *arg, const char *message)
 {
     char line[256];
     (void)arg;
-    lt_log(LT_LOG_DEBUG, "store", "listener: server notice: %s", one_line(line, sizeof(line), message));
+    lt_log(LT_LOG_DEBUG, "store", "listener: server notice: %s", lt__store_one_line(line, sizeof(line), message));
 }
 
 /*
@@ -112,7 +99,7 @@ static PGconn *connect_conn(lt_store_listener_t *l, char *why, size_t whylen)
     PQsetNoticeProcessor(conn, on_notice, NULL);
     return conn;
 fail:
-    one_line(why, whylen, conn != NULL ? PQerrorMessage(conn) : "out of memory");
+    lt__store_one_line(why, whylen, conn != NULL ? PQerrorMessage(conn) : "out of memory");
     PQfinish(conn);
     return NULL;
 }
@@ -129,7 +116,7 @@ static int listen_all(lt_store_listener_t *l, PGconn *conn, char *why, size_t wh
             ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         }
         if (!ok)
-            one_line(why, whylen, PQerrorMessage(conn));
+            lt__store_one_line(why, whylen, PQerrorMessage(conn));
         PQclear(r);
         free(sql);
         PQfreemem(ident);
@@ -151,7 +138,7 @@ static void pump(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
             PQfreemem(n);
         }
         if (PQstatus(conn) == CONNECTION_BAD) {
-            one_line(why, whylen, PQerrorMessage(conn));
+            lt__store_one_line(why, whylen, PQerrorMessage(conn));
             return;
         }
         do {
@@ -159,7 +146,7 @@ static void pump(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
                 return;
         } while (r == 0);
         if (!PQconsumeInput(conn)) {
-            one_line(why, whylen, PQerrorMessage(conn));
+            lt__store_one_line(why, whylen, PQerrorMessage(conn));
             return;
         }
     }

@@ -36,6 +36,7 @@
  * data. A transaction handle is valid until its commit callback ran or it was aborted.
  */
 #include "store/store.h"
+#include "store/internal.h"
 
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -196,7 +197,7 @@ static void dispatch(lt_store_t *s);
 /* ---- small helpers -------------------------------------------------------------------- */
 
 /* libpq messages end in "\n" and may span lines; logs want one line. */
-static const char *one_line(char *buf, size_t len, const char *msg)
+const char *lt__store_one_line(char *buf, size_t len, const char *msg)
 {
     size_t n = 0;
     for (; msg != NULL && *msg != '\0' && n + 1 < len; msg++) {
@@ -215,7 +216,7 @@ static void on_notice(void *arg, const char *message)
     struct conn *c = arg;
     char line[256];
     /* Notices may quote data; keep them at debug. */
-    lt_log(LT_LOG_DEBUG, "store", "conn %d: server notice: %s", c->index, one_line(line, sizeof(line), message));
+    lt_log(LT_LOG_DEBUG, "store", "conn %d: server notice: %s", c->index, lt__store_one_line(line, sizeof(line), message));
 }
 
 static void stats_publish(lt_store_t *s)
@@ -530,7 +531,7 @@ static void prepare_done(struct conn *c, PGresult *r)
         /* Keep the connection: only this statement fails (SQLSTATE 26000) when used. */
         char line[256];
         lt_log(LT_LOG_WARN, "store", "conn %d: cannot prepare %s: %s", c->index, registry[c->prep_next]->name,
-               one_line(line, sizeof(line), PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)));
+               lt__store_one_line(line, sizeof(line), PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)));
     }
     PQclear(r);
     c->prep_next++;
@@ -701,9 +702,9 @@ static void conn_fail(struct conn *c, const char *err, const char *why)
 
     if (c->state == C_READY || c->failures == 0)
         lt_log(LT_LOG_WARN, "store", "conn %d: %s: %s", c->index, c->state == C_READY ? "dropped" : "connect failed",
-               one_line(line, sizeof(line), why));
+               lt__store_one_line(line, sizeof(line), why));
     else
-        lt_log(LT_LOG_DEBUG, "store", "conn %d: connect failed: %s", c->index, one_line(line, sizeof(line), why));
+        lt_log(LT_LOG_DEBUG, "store", "conn %d: connect failed: %s", c->index, lt__store_one_line(line, sizeof(line), why));
     conn_close(c);
     if (q != NULL)
         complete(q, err, NULL);
