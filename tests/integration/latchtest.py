@@ -659,3 +659,42 @@ class OpenAPI:
         if errs:
             raise AssertionError(f"response does not match {schema_name}:\n  " + "\n  ".join(errs)
                                  + f"\ninstance: {json.dumps(instance)[:2000]}")
+
+    def _deref(self, node):
+        while isinstance(node, dict) and "$ref" in node:
+            ref = node["$ref"]
+            assert ref.startswith("#/"), f"only local refs are supported: {ref}"
+            node = self.doc
+            for part in ref[2:].split("/"):
+                node = node[part]
+        return node
+
+    def operations(self):
+        """Every (METHOD, path template) the contract documents."""
+        methods = ("get", "put", "post", "delete", "patch", "head", "options")
+        return {(m.upper(), path) for path, item in self.doc.get("paths", {}).items() for m in item if m in methods}
+
+    def check_response(self, method, path, response):
+        """Asserts `response` (httpx) is one the contract declares for METHOD path: a documented
+        status, a declared media type, and a JSON body valid against its schema."""
+        op = self.doc["paths"].get(path, {}).get(method.lower())
+        assert op is not None, f"{method} {path} is not in {self.path}"
+        declared = op.get("responses", {})
+        spec = declared.get(str(response.status_code)) or declared.get("default")
+        assert spec is not None, (f"{method} {path} answered {response.status_code}, which the contract does not "
+                                  f"declare (declared: {sorted(declared)})")
+        spec = self._deref(spec)
+        content = spec.get("content", {})
+        if not content:
+            assert not response.content, f"{method} {path} {response.status_code}: no body is declared"
+            return
+        ctype = response.headers.get("content-type", "").split(";")[0].strip()
+        assert ctype in content, f"{method} {path} {response.status_code}: content-type {ctype!r} not in {sorted(content)}"
+        schema = content[ctype].get("schema")
+        if schema is None or not (ctype == "application/json" or ctype.endswith("+json")):
+            return
+        v = self._validator_cls(schema, resolver=self._resolver, format_checker=self._format_checker)
+        errs = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in v.iter_errors(response.json())]
+        if errs:
+            raise AssertionError(f"{method} {path} {response.status_code} body breaks the contract:\n  "
+                                 + "\n  ".join(errs) + f"\nbody: {response.text[:2000]}")
