@@ -143,6 +143,9 @@ static int run(const char *path, lt_config_t *cfg)
            cfg->shutdown_timeout_ms);
     ret = 0;
 done:
+    /* The listener first: its thread broadcasts into the workers, which stop next. (The
+     * server drops broadcasts to ending workers anyway; this keeps notifications flowing to
+     * every worker for as long as it serves.) */
     lt_store_listener_stop(&listener);
     if (server != NULL)
         lt_http_server_stop(server);

@@ -154,6 +154,13 @@ int lt__api_query(lt_req_t *r, const lt_store_stmt_t *stmt, const char *const *p
                   void *ctx)
 {
     lt_api_worker_t *w = lt__api_worker(r);
+    if (r->on_cancel != NULL) {
+        /* One outstanding query per request: a second one would replace the first's cancel
+         * hook, and the first's callback could then run on a freed request. That callback
+         * answers the request. */
+        lt_log(LT_LOG_ERROR, "api", "request %s: a query is already in flight", r->request_id);
+        return -1;
+    }
     bound_query_t *bq = h2o_mem_alloc_pool(&r->req->pool, sizeof(*bq));
     bq->r = r;
     bq->cb = cb;

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <h2o.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/router.h"
@@ -111,13 +112,63 @@ void lt_http_send_json(lt_req_t *r, int status, json_t *body)
     free(text);
 }
 
+/* Length of the well-formed UTF-8 sequence at `s` (RFC 3629), or 0. Stops at a NUL. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* overlong forms, surrogates, above U+10FFFF */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+/*
+ * `s` with each byte that is not part of well-formed UTF-8 replaced by U+FFFD; NULL when `s`
+ * is well-formed already, or when memory ran out (then *oom = 1). Details can quote client
+ * input (jansson's error text may cut a token mid-character), and jansson refuses such text.
+ */
+static char *utf8_scrub(const char *s, int *oom)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), i = 0, n;
+    while (i < len && (n = utf8_len(p + i)) != 0)
+        i += n;
+    if (i == len)
+        return NULL;
+    char *out = malloc(3 * len + 1), *o = out;
+    if (out == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    for (i = 0; i < len; i += n) {
+        if ((n = utf8_len(p + i)) == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            n = 1;
+        } else {
+            memcpy(o, p + i, n);
+            o += n;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 int lt_problem_render(lt_buf_t *out, int status, const char *code, const char *detail, json_t *errors)
 {
-    json_t *doc = json_pack("{s:s+, s:s, s:i, s:s, s:s}", "type", "urn:latch:problem:", code, "title",
-                            lt_http_status_title(status), "status", status, "detail", detail != NULL ? detail : "",
-                            "code", code);
-    int ret = LT_ENOMEM;
-    char *text = NULL;
+    int ret = LT_ENOMEM, oom = 0;
+    char *text = NULL, *scrubbed = detail != NULL ? utf8_scrub(detail, &oom) : NULL;
+    json_t *doc = NULL;
+    if (oom)
+        goto done;
+    doc = json_pack("{s:s+, s:s, s:i, s:s, s:s}", "type", "urn:latch:problem:", code, "title",
+                    lt_http_status_title(status), "status", status, "detail",
+                    scrubbed != NULL ? scrubbed : detail != NULL ? detail : "", "code", code);
     if (doc == NULL)
         goto done;
     if (errors != NULL && json_object_set(doc, "errors", errors) != 0)
@@ -127,6 +178,7 @@ int lt_problem_render(lt_buf_t *out, int status, const char *code, const char *d
     ret = lt_buf_appends(out, text);
 done:
     free(text);
+    free(scrubbed);
     json_decref(doc);
     return ret;
 }

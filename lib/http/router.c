@@ -241,9 +241,11 @@ long lt_router_decode(char *out, size_t cap, const char *in, size_t n)
                 return LT_EINVAL;
             c = (char)(hi << 4 | lo);
             i += 2;
-            if (c == '\0' || c == '/')
+            if (c == '/')
                 return LT_EINVAL;
         }
+        if (c == '\0') /* escaped or raw: the value is used as a C string */
+            return LT_EINVAL;
         if (o + 1 >= cap)
             return LT_ERANGE;
         out[o++] = c;

@@ -11,6 +11,12 @@
  * whose dispose callback runs when h2o frees the request, after a normal response and after
  * a reset stream alike. Dispose cancels outstanding async work (r->on_cancel), records
  * metrics and writes the access-log line, so every request is counted exactly once.
+ *
+ * Stop: a worker leaves its loop when nothing is in flight and its connections closed (or
+ * lingered), or at the deadline. It then stops taking messages (`receiving`, under the
+ * server mutex, which every sender holds), waits until all workers left their loops, and
+ * only then finalises the application (worker_fini) and tears down h2o. Requests that h2o
+ * still reads during the teardown get a 503 without reaching the application (`finished`).
  */
 #include "http/server.h"
 
@@ -60,6 +66,13 @@ struct lt_http_worker {
     void *app;
     int init_ret;
     uint64_t seq; /* request ids */
+    /* Under server->mutex: the receiver accepts messages (set once the worker is ready to
+     * serve, cleared once it has left its loop). Senders check it under the same lock, so
+     * no message can reach a receiver that is being unregistered or whose queue is freed. */
+    int receiving;
+    /* Set on the worker's thread once it has left its loop, before worker_fini: from then on
+     * neither requests nor notifications reach the application (its state is being freed). */
+    int finished;
     /* graceful stop */
     int stopping;
     uint64_t stop_deadline_ms;
@@ -223,6 +236,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     set_request_id(r, w);
     lt_http_metrics_begin(w->metrics);
 
+    /*
+     * A request read after the worker left its loop must not reach the application: its
+     * per-worker state is finalised or being finalised, and handlers such as /metrics read
+     * every worker's state. Such requests come from idle keep-alive HTTP/1.1 connections
+     * (h2o 2.2 does not close them on shutdown) or HTTP/2 streams opened before the final
+     * GOAWAY, read by the loop turns of the teardown.
+     */
+    if (w->finished) {
+        lt_http_problem(r, 503, "shutting_down", "The server is shutting down.");
+        return 0;
+    }
+
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     switch (lt_router_match(s->router, req->method.base, req->method.len, req->path.base, plen, &m)) {
     case 0:
@@ -244,8 +269,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         lt_http_problem(r, 413, "payload_too_large", detail);
         return 0;
     }
-    if (m.route->fn(r) != 0 && !r->responded && r->on_cancel == NULL)
+    int ret = m.route->fn(r);
+    /* Neither answered nor waiting for async work (which must set on_cancel): nothing will
+     * ever answer, and the stream would hang until the client gives up (and hold a graceful
+     * stop until its deadline). */
+    if (!r->responded && r->on_cancel == NULL) {
+        if (ret == 0)
+            lt_log(LT_LOG_ERROR, "http", "request %s: handler for %s returned without answering", r->request_id,
+                   m.route->pattern);
         lt_http_problem(r, 500, "internal_error", "The request could not be processed.");
+    }
     return 0;
 }
 
@@ -375,7 +408,7 @@ static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *me
         h2o_linklist_unlink(&msg->super.link);
         if (msg->stop)
             begin_stop(w);
-        else if (w->server->app.on_notify != NULL)
+        else if (!w->finished && w->server->app.on_notify != NULL) /* no app state after fini */
             w->server->app.on_notify(w->app, msg->channel, msg->payload, w->server->app.data);
         free(msg->channel);
         free(msg->payload);
@@ -422,6 +455,7 @@ static void worker_signal_ready(lt_http_worker_t *w, int ret)
     lt_http_server_t *s = w->server;
     pthread_mutex_lock(&s->mutex);
     w->init_ret = ret;
+    w->receiving = ret == 0; /* a worker that failed never runs its loop to drain messages */
     s->ready_count++;
     if (ret != 0)
         s->stopped_count++; /* it will never serve; nobody waits for it to stop */
@@ -482,13 +516,15 @@ static void *worker_main(void *arg)
 
     close_listeners(w);
     /* Another worker may still be serving /metrics, which reads every worker's app state:
-     * finalise only once all workers have left their loops. */
+     * finalise only once all workers have left their loops. Stop taking messages first. */
     pthread_mutex_lock(&s->mutex);
+    w->receiving = 0;
     s->stopped_count++;
     pthread_cond_broadcast(&s->cond);
     while (s->stopped_count < s->nworkers)
         pthread_cond_wait(&s->cond, &s->mutex);
     pthread_mutex_unlock(&s->mutex);
+    w->finished = 1;
     if (s->app.worker_fini != NULL)
         s->app.worker_fini(w->app, s->app.data);
     w->app = NULL;
@@ -497,6 +533,13 @@ static void *worker_main(void *arg)
     h2o_timeout_dispose(w->loop, &w->log_timeout);
     /* Let the loop release closed sockets and the app's last callbacks run. */
     h2o_evloop_run(w->loop, 0);
+    /*
+     * Messages sent before `receiving` was cleared may still sit in the receiver if the turn
+     * above did not reach the queue's eventfd (h2o handles a bounded number of events per
+     * turn); h2o_multithread_unregister_receiver asserts that none is left. Nobody sends any
+     * more (see `receiving`) and the queue only dispatches on this thread, so drain directly.
+     */
+    on_messages(&w->receiver, &w->receiver._messages);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
     /* the GOAWAY re-send timer of h2o's graceful shutdown outlives the last connection */
     if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
@@ -637,6 +680,7 @@ int lt_http_server_start(lt_http_server_t *s)
     return ret;
 }
 
+/* Under s->mutex, and only to a worker whose `receiving` is set. */
 static void send_msg(lt_http_worker_t *w, int stop, const char *channel, const char *payload)
 {
     worker_msg_t *msg = calloc(1, sizeof(*msg));
@@ -650,19 +694,25 @@ static void send_msg(lt_http_worker_t *w, int stop, const char *channel, const c
 
 void lt_http_server_broadcast(lt_http_server_t *s, const char *channel, const char *payload)
 {
-    if (!s->started)
-        return;
+    /* Workers that are not running yet, or are ending, are skipped (see `receiving`). */
+    pthread_mutex_lock(&s->mutex);
     for (int i = 0; i < s->nworkers; i++)
-        send_msg(&s->workers[i], 0, channel, payload);
+        if (s->workers[i].receiving)
+            send_msg(&s->workers[i], 0, channel, payload);
+    pthread_mutex_unlock(&s->mutex);
 }
 
 void lt_http_server_stop(lt_http_server_t *s)
 {
     if (!s->started)
         return;
+    /* A worker may already be ending on its own (another worker failed to start): it then
+     * no longer receives, and its queue may be gone. */
+    pthread_mutex_lock(&s->mutex);
     for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].init_ret == 0)
+        if (s->workers[i].receiving)
             send_msg(&s->workers[i], 1, NULL, NULL);
+    pthread_mutex_unlock(&s->mutex);
     for (int i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i].tid, NULL);
     s->started = 0;

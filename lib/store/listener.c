@@ -9,8 +9,9 @@
  * wake pipe so that stop() never waits for a slow connect), LISTEN on every channel, tell
  * the callback "(re)connected" (channel NULL), then poll() for notifications until the
  * connection breaks; then back off (100 ms doubling up to reconnect_max_ms) and start over.
- * Blocking libpq calls (the LISTEN statements) are fine here: no event loop runs on this
- * thread.
+ * No libpq call here waits on the server (the LISTENs too are sent and read through poll()),
+ * so stop() returns promptly even when the server stalls; only libpq's host name lookup in
+ * PQconnectStart can still block.
  *
  * Ownership: the listener copies the conninfo and channel names; the caller's `data` is
  * passed through untouched.
@@ -32,7 +33,7 @@
 /* poll() wakes at least this often so a missed wake-up cannot hang stop(). */
 #define POLL_MAX_MS 1000
 /* Async connects are not bounded by libpq's connect_timeout; a blackholed host must not
- * hold the thread for the kernel's SYN retries (~2 min). */
+ * hold the thread for the kernel's SYN retries (~2 min). Also bounds the LISTEN round trip. */
 #define CONNECT_TIMEOUT_MS 10000
 
 struct lt_store_listener {
@@ -104,26 +105,56 @@ fail:
     return NULL;
 }
 
+/*
+ * LISTENs on every channel with one multi-statement query, sent and read without blocking so
+ * that stop() never waits on an unresponsive server (a blocking PQexec would wait for TCP to
+ * give up, many minutes, and SIGTERM with it). Bounded like the connect.
+ * @return 0, or -1 with `why` set (stop requested: `why` is not used).
+ */
 static int listen_all(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
 {
-    for (size_t i = 0; i < l->nchannels; i++) {
+    uint64_t deadline = lt_monotonic_ns() / 1000000 + CONNECT_TIMEOUT_MS;
+    lt_buf_t sql = LT_BUF_INIT;
+    int ok = 1, flushing;
+
+    for (size_t i = 0; i < l->nchannels && ok; i++) {
         char *ident = PQescapeIdentifier(conn, l->channels[i], strlen(l->channels[i]));
-        char *sql = NULL;
-        PGresult *r = NULL;
-        int ok = ident != NULL && asprintf(&sql, "LISTEN %s", ident) >= 0;
-        if (ok) {
-            r = PQexec(conn, sql);
-            ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        }
-        if (!ok)
-            lt__store_one_line(why, whylen, PQerrorMessage(conn));
-        PQclear(r);
-        free(sql);
+        ok = ident != NULL && lt_buf_appendf(&sql, "LISTEN %s;", ident) == 0;
         PQfreemem(ident);
-        if (!ok)
-            return -1;
     }
-    return 0;
+    /* (lt_buf keeps its text NUL-terminated) */
+    if (!ok || PQsetnonblocking(conn, 1) != 0 || !PQsendQuery(conn, sql.base)) {
+        lt__store_one_line(why, whylen, PQerrorMessage(conn)[0] != '\0' ? PQerrorMessage(conn) : "out of memory");
+        lt_buf_free(&sql);
+        return -1;
+    }
+    lt_buf_free(&sql);
+    for (;;) {
+        if ((flushing = PQflush(conn)) < 0)
+            goto broken;
+        while (!PQisBusy(conn)) {
+            PGresult *r = PQgetResult(conn);
+            if (r == NULL)
+                return ok ? 0 : -1;
+            if (PQresultStatus(r) != PGRES_COMMAND_OK && ok) {
+                ok = 0;
+                lt__store_one_line(why, whylen, PQresultErrorMessage(r));
+            }
+            PQclear(r);
+        }
+        int w = wait_fd(l, PQsocket(conn), flushing ? POLLIN | POLLOUT : POLLIN, POLL_MAX_MS);
+        if (w < 0)
+            return -1;
+        if (w == 0 && lt_monotonic_ns() / 1000000 >= deadline) {
+            snprintf(why, whylen, "LISTEN got no answer within %d ms", CONNECT_TIMEOUT_MS);
+            return -1;
+        }
+        if (w > 0 && !PQconsumeInput(conn))
+            goto broken;
+    }
+broken:
+    lt__store_one_line(why, whylen, PQerrorMessage(conn));
+    return -1;
 }
 
 /* Delivers notifications until the connection breaks or stop() is called. */

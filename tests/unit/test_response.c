@@ -54,6 +54,16 @@ static void test_problem_escapes_detail(void **state)
     json_decref(doc);
 }
 
+/* jansson's error text can end mid-character ("invalid escape near '\"\\\xef'"): still a 400. */
+static void test_problem_detail_not_utf8(void **state)
+{
+    (void)state;
+    json_t *doc = render(400, "invalid_json", "near '\"\\\xef' \xc3\xa9 \xed\xa0\x80", NULL);
+    assert_string_equal(json_string_value(json_object_get(doc, "detail")),
+                        "near '\"\\\xef\xbf\xbd' \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref(doc);
+}
+
 static void test_titles(void **state)
 {
     (void)state;
@@ -99,8 +109,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_problem_fields),   cmocka_unit_test(test_problem_errors),
-        cmocka_unit_test(test_problem_escapes_detail), cmocka_unit_test(test_titles),
-        cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_problem_escapes_detail), cmocka_unit_test(test_problem_detail_not_utf8),
+        cmocka_unit_test(test_titles), cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,6 +149,7 @@ static void test_decode(void **state)
     assert_int_equal(lt_router_decode(out, sizeof(out), "%2", 2), LT_EINVAL);
     assert_int_equal(lt_router_decode(out, sizeof(out), "%zz", 3), LT_EINVAL);
     assert_int_equal(lt_router_decode(out, sizeof(out), "a%00", 4), LT_EINVAL);
+    assert_int_equal(lt_router_decode(out, sizeof(out), "a\0b", 3), LT_EINVAL); /* a raw NUL too */
     assert_int_equal(lt_router_decode(out, sizeof(out), "a%2Fb", 5), LT_EINVAL);
     assert_int_equal(lt_router_decode(out, 3, "abc", 3), LT_ERANGE);
     assert_int_equal(lt_router_decode(out, 4, "abc", 3), 3);

@@ -20,10 +20,15 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <h2o/socket.h>
@@ -824,6 +829,100 @@ static void test_listener(void **state)
     assert_int_equal(lt_store_listener_start(unit_conninfo, channels, 0, 1000, on_notify, &h, &l), LT_EINVAL);
 }
 
+/*
+ * A fake PostgreSQL server for the listener: accepts one connection, answers the startup
+ * packet with AuthenticationOk and ReadyForQuery, then never answers a query (a server that
+ * stalls, or a network partition after connect). It gives up after 5 s so that a regression
+ * fails the test instead of hanging it.
+ */
+typedef struct stall_server {
+    int lfd;
+    int port;
+    int got_query; /* atomic: the first query arrived */
+    pthread_t thread;
+} stall_server_t;
+
+static int read_full(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void *stall_server_main(void *arg)
+{
+    stall_server_t *ss = arg;
+    static const unsigned char hello[] = {'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I'};
+    unsigned char buf[4096];
+    uint64_t end = now_ms() + 5000;
+    int fd = accept(ss->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    if (read_full(fd, buf, 4) == 0) {
+        uint32_t len = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) | ((uint32_t)buf[2] << 8) | buf[3];
+        if (len >= 8 && len <= sizeof(buf) && read_full(fd, buf + 4, len - 4) == 0 &&
+            write(fd, hello, sizeof(hello)) == (ssize_t)sizeof(hello)) {
+            while (now_ms() < end) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                if (poll(&p, 1, 50) <= 0)
+                    continue;
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n <= 0)
+                    break; /* the client closed */
+                if (buf[0] == 'Q')
+                    __atomic_store_n(&ss->got_query, 1, __ATOMIC_SEQ_CST);
+            }
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void stall_server_start(stall_server_t *ss)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    memset(ss, 0, sizeof(*ss));
+    ss->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(ss->lfd >= 0);
+    assert_int_equal(bind(ss->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ss->lfd, 4), 0);
+    assert_int_equal(getsockname(ss->lfd, (struct sockaddr *)&sa, &sl), 0);
+    ss->port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(&ss->thread, NULL, stall_server_main, ss), 0);
+}
+
+/* Regression: LISTEN ran as a blocking PQexec, so stop() (and SIGTERM) waited as long as the
+ * server did not answer. */
+static void test_listener_stop_while_server_stalls(void **state)
+{
+    (void)state;
+    stall_server_t ss;
+    heard_t h;
+    char conninfo[160];
+    const char *channels[] = {"stalled"};
+    lt_store_listener_t *l = NULL;
+    memset(&h, 0, sizeof(h));
+    stall_server_start(&ss);
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%d user=latch dbname=latch sslmode=disable gssencmode=disable", ss.port);
+    assert_int_equal(lt_store_listener_start(conninfo, channels, 1, 1000, on_notify, &h, &l), 0);
+    assert_true(wait_atomic(&ss.got_query, 1, 4000)); /* LISTEN sent, never answered */
+    uint64_t t0 = now_ms();
+    lt_store_listener_stop(&l);
+    uint64_t took = now_ms() - t0;
+    assert_null(l);
+    assert_true(took < 2000);
+    assert_int_equal(__atomic_load_n(&h.connects, __ATOMIC_SEQ_CST), 0); /* never "listening" */
+    pthread_join(ss.thread, NULL);
+    close(ss.lfd);
+}
+
 int main(void)
 {
     /* The pure tests first: the PostgreSQL ones follow from index NPURE. */
@@ -831,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_register_limits),
         cmocka_unit_test(test_register_duplicates),
         cmocka_unit_test(test_query_rejects_bad_arguments),
+        cmocka_unit_test(test_listener_stop_while_server_stalls),
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_query_error),
         cmocka_unit_test(test_txn_commit),
@@ -844,7 +944,7 @@ int main(void)
         cmocka_unit_test(test_migrate),
         cmocka_unit_test(test_listener),
     };
-    enum { NPURE = 3 };
+    enum { NPURE = 4 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
     const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_ERROR); /* expected connection failures would flood the output */
