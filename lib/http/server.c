@@ -36,11 +36,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/logwriter.h"
 #include "http/metrics.h"
 #include "http/response.h"
 
 #define ACCESS_LOG_FLUSH_BYTES (32 * 1024)
 #define ACCESS_LOG_FLUSH_MS 200
+/* Lines queued for the writer beyond this are dropped (and counted), never waited for. */
+#define ACCESS_LOG_MAX_PENDING (8 * 1024 * 1024)
 /* Once no request is in flight, idle connections get this long to close after GOAWAY. */
 #define STOP_LINGER_MS 1000
 
@@ -96,7 +99,7 @@ struct lt_http_server {
     SSL_CTX *ssl_ctx;
     int listen_fd[2];
     int port[2];
-    int access_log_fd;
+    lt_logwriter_t *access_log; /* NULL when off */
     char instance[9]; /* random prefix of generated request ids */
     int nworkers;
     lt_http_worker_t *workers;
@@ -116,18 +119,11 @@ typedef struct {
 
 /* ---- access log --------------------------------------------------------------------- */
 
+/* Hands the worker's lines to the writer thread: the loop never waits on the log sink. */
 static void access_log_flush(lt_http_worker_t *w)
 {
-    size_t off = 0;
-    while (off < w->log.len) {
-        ssize_t n = write(w->server->access_log_fd, w->log.base + off, w->log.len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* a full disk must not stop the service; the lines are dropped */
-        off += (size_t)n;
-    }
-    w->log.len = 0;
+    if (w->server->access_log != NULL)
+        lt_logwriter_submit(w->server->access_log, &w->log);
 }
 
 static void on_log_timeout(h2o_timeout_entry_t *entry)
@@ -146,7 +142,7 @@ static void access_log_write(lt_http_worker_t *w, lt_req_t *r, int status, uint6
     h2o_req_t *req = r->req;
     struct timespec ts;
     int ret = 0;
-    if (w->server->access_log_fd < 0)
+    if (w->server->access_log == NULL)
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != w->log_sec) {
@@ -584,7 +580,6 @@ int lt_http_server_create(const lt_http_options_t *opts, lt_router_t *router, co
     }
     s->router = router;
     s->listen_fd[0] = s->listen_fd[1] = -1;
-    s->access_log_fd = -1;
     pthread_mutex_init(&s->mutex, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->opts = *opts;
@@ -626,12 +621,16 @@ int lt_http_server_create(const lt_http_options_t *opts, lt_router_t *router, co
         goto fail;
 
     if (s->opts.access_log != NULL && strcmp(s->opts.access_log, "off") != 0) {
-        s->access_log_fd = strcmp(s->opts.access_log, "-") == 0
-                               ? dup(STDOUT_FILENO)
-                               : open(s->opts.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (s->access_log_fd < 0) {
+        int fd = strcmp(s->opts.access_log, "-") == 0
+                     ? dup(STDOUT_FILENO)
+                     : open(s->opts.access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
             snprintf(err, errlen, "access_log: cannot open %s: %s", s->opts.access_log, strerror(errno));
             ret = LT_EIO;
+            goto fail;
+        }
+        if ((ret = lt_logwriter_create(fd, ACCESS_LOG_MAX_PENDING, &s->access_log)) != 0) {
+            snprintf(err, errlen, "access_log: cannot start the writer thread");
             goto fail;
         }
     }
@@ -734,8 +733,7 @@ void lt_http_server_destroy(lt_http_server_t **ps)
     for (int i = 0; i < 2; i++)
         if (s->listen_fd[i] >= 0)
             close(s->listen_fd[i]);
-    if (s->access_log_fd >= 0)
-        close(s->access_log_fd);
+    lt_logwriter_destroy(&s->access_log); /* workers are gone: this writes their last lines */
     if (!clean) {
         /* A worker could not dispose its context (connections outlived the deadline): keep
          * what they reference alive until exit rather than free memory still in use. */
@@ -785,5 +783,11 @@ int lt_http_server_port(const lt_http_server_t *s, int tls)
 
 int lt_http_server_render_metrics(const lt_http_server_t *s, lt_buf_t *out)
 {
-    return lt_http_metrics_render(out, s->worker_metrics, (size_t)s->nworkers, s->labels, lt_router_count(s->router));
+    if (lt_http_metrics_render(out, s->worker_metrics, (size_t)s->nworkers, s->labels, lt_router_count(s->router)) != 0)
+        return LT_ENOMEM;
+    return lt_buf_appendf(out,
+                          "# HELP latch_access_log_dropped_bytes_total Access-log bytes dropped because the sink was too slow.\n"
+                          "# TYPE latch_access_log_dropped_bytes_total counter\n"
+                          "latch_access_log_dropped_bytes_total %llu\n",
+                          (unsigned long long)(s->access_log != NULL ? lt_logwriter_dropped(s->access_log) : 0));
 }
