@@ -164,17 +164,25 @@ int lt_buf_appends(lt_buf_t *b, const char *s)
 int lt_buf_appendf(lt_buf_t *b, const char *fmt, ...)
 {
     va_list ap;
+    /* Format once into the spare room; only a line longer than that is formatted twice. */
+    int ret = lt_buf_reserve(b, 256);
+    if (ret != 0)
+        return ret;
+    size_t room = b->cap - b->len;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(b->base + b->len, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return LT_EINVAL;
-    int ret = lt_buf_reserve(b, (size_t)n);
-    if (ret != 0)
-        return ret;
-    va_start(ap, fmt);
-    vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= room) {
+        if ((ret = lt_buf_reserve(b, (size_t)n)) != 0) {
+            b->base[b->len] = '\0';
+            return ret;
+        }
+        va_start(ap, fmt);
+        vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
     return 0;
 }
@@ -182,47 +190,41 @@ int lt_buf_appendf(lt_buf_t *b, const char *fmt, ...)
 int lt_buf_append_json_string(lt_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    int ret = lt_buf_reserve(b, n + 2);
-    if (ret != 0)
-        return ret;
-    b->base[b->len++] = '"';
-    for (size_t i = 0; i < n; i++) {
+    int ret = lt_buf_append(b, "\"", 1);
+    size_t run = 0; /* start of the pending run of characters that need no escape */
+    for (size_t i = 0; i < n && ret == 0; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[7];
-        size_t elen = 0;
+        size_t elen;
+        if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\')
+            continue;
         switch (c) {
         case '"':
-            elen = 2, esc[0] = '\\', esc[1] = '"';
-            break;
         case '\\':
-            elen = 2, esc[0] = '\\', esc[1] = '\\';
+            esc[0] = '\\', esc[1] = (char)c, elen = 2;
             break;
         case '\n':
-            elen = 2, esc[0] = '\\', esc[1] = 'n';
+            esc[0] = '\\', esc[1] = 'n', elen = 2;
             break;
         case '\r':
-            elen = 2, esc[0] = '\\', esc[1] = 'r';
+            esc[0] = '\\', esc[1] = 'r', elen = 2;
             break;
         case '\t':
-            elen = 2, esc[0] = '\\', esc[1] = 't';
+            esc[0] = '\\', esc[1] = 't', elen = 2;
             break;
         default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                elen = 6;
-            }
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
         }
-        if (elen != 0) {
-            if ((ret = lt_buf_append(b, esc, elen)) != 0)
-                return ret;
-        } else {
-            if ((ret = lt_buf_append(b, &s[i], 1)) != 0)
-                return ret;
-        }
+        if ((ret = lt_buf_append(b, s + run, i - run)) == 0)
+            ret = lt_buf_append(b, esc, elen);
+        run = i + 1;
     }
-    return lt_buf_append(b, "\"", 1);
+    if (ret == 0)
+        ret = lt_buf_append(b, s + run, n - run);
+    return ret != 0 ? ret : lt_buf_append(b, "\"", 1);
 }
 
 void lt_buf_free(lt_buf_t *b)
