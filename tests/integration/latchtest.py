@@ -39,7 +39,8 @@ PSQL = "/usr/bin/psql" if os.path.exists("/usr/bin/psql") else "psql"
 # The three roles sql/roles.sql creates.
 LATCH_ROLES = ("latch_owner", "latch_runtime", "latch_app")
 
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 
 def _pg_bin():
