@@ -190,6 +190,21 @@ fail:
     return LT_EIO;
 }
 
+/* Shared start of migrate and status: the checksums of the compiled-in files, then a
+ * connection. On failure *sums may be set (the caller frees it) and *conn is NULL. */
+static int prepare(const char *conninfo, const lt_migration_t *m, size_t n, char (**sums)[SUM_HEX_LEN + 1],
+                   PGconn **conn, char *err, size_t errlen)
+{
+    int ret;
+    if ((*sums = calloc(n + 1, sizeof(**sums))) == NULL)
+        return LT_ENOMEM;
+    if ((ret = checksums(m, n, *sums, err, errlen)) != 0)
+        return ret;
+    if ((*conn = open_conn(conninfo, err, errlen)) == NULL)
+        return LT_EUNAVAIL;
+    return 0;
+}
+
 int lt_store_migrate(const char *conninfo, const lt_migration_t *m, size_t n, int *applied, char *err, size_t errlen)
 {
     PGconn *conn = NULL;
@@ -207,12 +222,7 @@ int lt_store_migrate(const char *conninfo, const lt_migration_t *m, size_t n, in
         return LT_EINVAL;
     }
     ret = LT_ENOMEM;
-    if ((sums = calloc(n + 1, sizeof(*sums))) == NULL || (done = calloc(n + 1, 1)) == NULL)
-        goto fail;
-    if ((ret = checksums(m, n, sums, err, errlen)) != 0)
-        goto fail;
-    ret = LT_EUNAVAIL;
-    if ((conn = open_conn(conninfo, err, errlen)) == NULL)
+    if ((done = calloc(n + 1, 1)) == NULL || (ret = prepare(conninfo, m, n, &sums, &conn, err, errlen)) != 0)
         goto fail;
     ret = LT_EIO;
     if (exec_params(conn, "SELECT pg_advisory_lock($1::bigint)", 1, &key, "taking the migration lock", err, errlen,
@@ -266,13 +276,7 @@ int lt_store_migrate_status(const char *conninfo, const lt_migration_t *m, size_
         set_err(err, errlen, "invalid arguments");
         return LT_EINVAL;
     }
-    ret = LT_ENOMEM;
-    if ((sums = calloc(n + 1, sizeof(*sums))) == NULL)
-        goto fail;
-    if ((ret = checksums(m, n, sums, err, errlen)) != 0)
-        goto fail;
-    ret = LT_EUNAVAIL;
-    if ((conn = open_conn(conninfo, err, errlen)) == NULL)
+    if ((ret = prepare(conninfo, m, n, &sums, &conn, err, errlen)) != 0)
         goto fail;
     ret = LT_EIO;
     /* Read-only: a database never migrated simply has everything pending. */

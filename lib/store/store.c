@@ -811,7 +811,9 @@ static void conn_start(struct conn *c)
         update_avail(s);
 }
 
-static void on_readable(h2o_socket_t *sock, const char *err)
+/* One readiness event: `dir` is the libpq poll state this event satisfies while connecting;
+ * once connected, reading consumes results and writing flushes the output buffer. */
+static void on_io(h2o_socket_t *sock, const char *err, PostgresPollingStatusType dir, void (*io)(struct conn *))
 {
     struct conn *c = sock->data;
     if (err != NULL) {
@@ -819,26 +821,26 @@ static void on_readable(h2o_socket_t *sock, const char *err)
         return;
     }
     if (c->state == C_CONNECTING) {
-        if (c->poll == PGRES_POLLING_READING)
+        if (c->poll == dir)
             connect_step(c);
     } else if (c->state == C_PREPARING || c->state == C_READY) {
-        consume(c);
+        io(c);
     }
+}
+
+static void on_readable(h2o_socket_t *sock, const char *err)
+{
+    on_io(sock, err, PGRES_POLLING_READING, consume);
+}
+
+static void flush_pending(struct conn *c)
+{
+    (void)flush(c); /* a failure has already failed the connection */
 }
 
 static void on_writable(h2o_socket_t *sock, const char *err)
 {
-    struct conn *c = sock->data;
-    if (err != NULL) {
-        conn_fail(c, lt_err_unavailable, err);
-        return;
-    }
-    if (c->state == C_CONNECTING) {
-        if (c->poll == PGRES_POLLING_WRITING)
-            connect_step(c);
-    } else if (c->state == C_PREPARING || c->state == C_READY) {
-        flush(c);
-    }
+    on_io(sock, err, PGRES_POLLING_WRITING, flush_pending);
 }
 
 /* ---- deadlines ------------------------------------------------------------------------ */

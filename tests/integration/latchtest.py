@@ -394,9 +394,10 @@ class Latchd:
         p = self.config.get("access_log", "-")
         return self.stdout_path if p == "-" else None if p == "off" else Path(p)
 
-    def start(self, timeout=10.0, wait=True):
+    def start(self, timeout=10.0, wait=True, ready=True):
         """Starts the process (again, after stop(), with the same config) and waits until GET
-        /healthz answers. Fails the test with the stderr tail if it does not."""
+        /healthz answers and, with `ready`, until GET /readyz does too (the store connects
+        asynchronously after the listeners open). Fails the test with the stderr tail if not."""
         import pytest
 
         assert not self.running, "latchd is already running"
@@ -414,31 +415,36 @@ class Latchd:
             self._pidfile = piddir / f"latchd.{self.proc.pid}"
             self._pidfile.write_text(_start_time(self.proc.pid) + "\n")
         if wait:
-            problem = self.wait_healthy(timeout)
+            problem = self.wait_healthy(timeout, ready=ready)
             if problem:
                 self.stop(signal.SIGKILL, timeout=5)
                 pytest.fail(f"latchd {problem}\n--- stderr ({self.stderr_path}) ---\n"
                             f"{tail(self.stderr_text())}", pytrace=False)
         return self
 
-    def wait_healthy(self, timeout=10.0):
-        """None once GET /healthz answers 200, else why not."""
+    def wait_healthy(self, timeout=10.0, ready=False):
+        """None once GET /healthz (and with `ready`, then GET /readyz) answers 200, else why not."""
         base = self.h2c_url or self.https_url
         deadline = time.monotonic() + timeout
         last = "no listener configured"
+        healthy = False
         with http1_client(base, cert=self.cert, timeout=1.0) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     return f"exited with {self.proc.returncode} during start-up"
+                path = "/readyz" if healthy else "/healthz"
                 try:
-                    r = c.get("/healthz")
+                    r = c.get(path)
                     if r.status_code == 200:
-                        return None
-                    last = f"GET /healthz: {r.status_code}"
+                        if path == "/readyz" or not ready:
+                            return None
+                        healthy = True
+                        continue
+                    last = f"GET {path}: {r.status_code}"
                 except httpx.HTTPError as e:
-                    last = f"GET /healthz: {type(e).__name__}: {e}"
+                    last = f"GET {path}: {type(e).__name__}: {e}"
                 time.sleep(0.05)
-        return f"did not answer GET /healthz with 200 within {timeout:g} s (last: {last})"
+        return f"did not become {'ready' if ready else 'healthy'} within {timeout:g} s (last: {last})"
 
     def responsive(self, timeout=2.0):
         """True when the process runs and answers GET /healthz (a quick liveness probe)."""
