@@ -241,6 +241,78 @@ with open(sys.argv[1], "w") as f:
 PY
 }
 
+# latch_gen_password: 20 characters of base64url from 15 random bytes (120 bits); random enough
+# that the password policy (length 12, cracklib, character variety) accepts it.
+latch_gen_password() {
+  head -c 15 /dev/urandom | base64 | tr '+/' '-_'
+}
+
+# latch_seed_admin LATCHCTL CONFIG TENANT EMAIL SAVEFILE [URL]: make sure TENANT exists with
+# the global admin EMAIL, via `latchctl bootstrap` (idempotent: its exit 3 means the tenant
+# already has users, and nothing changes). The password is $LATCH_DEV_ADMIN_PASSWORD when
+# set; otherwise the one saved in SAVEFILE by an earlier run, or a new generated one, which is
+# saved there (mode 600) once it was used, so later runs can show it again. Prints the
+# credentials and a login example against URL (default https://127.0.0.1:8443) on stdout.
+# Returns latchctl's failure status on any other outcome (4: the policy refused the password
+# given in LATCH_DEV_ADMIN_PASSWORD).
+latch_seed_admin() {
+  local ctl=$1 config=$2 tenant=$3 email=$4 save=$5 url=${6:-https://127.0.0.1:8443}
+  local pw source rc out _
+  if [[ -n ${LATCH_DEV_ADMIN_PASSWORD:-} ]]; then
+    pw=$LATCH_DEV_ADMIN_PASSWORD source=env
+  elif [[ -s $save ]]; then
+    pw=$(<"$save") source=saved
+  else
+    pw=$(latch_gen_password) source=new
+  fi
+  for _ in 1 2 3 4 5; do
+    rc=0
+    out=$(printf '%s\n' "$pw" | "$ctl" --config "$config" bootstrap --tenant "$tenant" --email "$email" \
+      --global --display-name "${tenant^} (development)" 2>&1) || rc=$?
+    # Only a password we made up ourselves may be replaced when the policy refuses it.
+    ((rc == 4)) && [[ $source == new ]] && { pw=$(latch_gen_password); continue; }
+    break
+  done
+  case $rc in
+    0)
+      if [[ $source == new ]]; then
+        (umask 077 && mkdir -p "$(dirname "$save")" && printf '%s\n' "$pw" >"$save.tmp") && mv "$save.tmp" "$save"
+        chmod 600 "$save"
+      elif [[ $source == env ]]; then
+        rm -f "$save" # a password saved for an earlier database would now be wrong
+      fi
+      echo "seeded tenant $tenant with global admin $email"
+      ;;
+    3)
+      echo "tenant $tenant already has its admin $email (not changed)"
+      if [[ $source != saved ]]; then
+        [[ $source == env ]] && echo "  (LATCH_DEV_ADMIN_PASSWORD does not change an existing admin's password)"
+        [[ -s $save ]] && pw=$(<"$save") source=saved
+      fi
+      if [[ $source != saved ]]; then
+        echo "  its password is the one it was seeded with (LATCH_DEV_ADMIN_PASSWORD at the time)"
+        return 0
+      fi
+      ;;
+    *)
+      printf '%s\n' "$out" >&2
+      return "$rc"
+      ;;
+  esac
+  local shown=$pw body
+  # Shown only where it is shell- and JSON-safe (generated ones always are).
+  [[ $source != env && $pw =~ ^[A-Za-z0-9._~-]+$ ]] || shown='<password>'
+  body=$(printf '{"tenant":"%s","email":"%s","password":"%s"}' "$tenant" "$email" "$shown")
+  echo "  tenant:   $tenant"
+  echo "  email:    $email"
+  if [[ $source == env ]]; then
+    echo "  password: (from LATCH_DEV_ADMIN_PASSWORD)"
+  else
+    echo "  password: $pw   (saved in $save)"
+  fi
+  echo "  log in:   curl --http2 -k $url/v1/auth/login -H 'content-type: application/json' -d '$body'"
+}
+
 # latch_kill_pid PID [TIMEOUT_S]: SIGTERM, then SIGKILL after TIMEOUT_S; waits for it when it is
 # our child. Returns the exit status when known.
 latch_kill_pid() {

@@ -113,6 +113,32 @@ static int render_store_metrics(lt_api_t *api, lt_buf_t *b)
                           "# TYPE latch_workers gauge\n"
                           "latch_workers %d\n",
                           (unsigned long long)resyncs, n);
+    lt_hasher_stats_t hs;
+    lt_hasher_get_stats(api->hasher, &hs);
+    ret |= lt_buf_appendf(b,
+                          "# HELP latch_password_verifications_total argon2 verifications run (dummy ones for unknown users included).\n"
+                          "# TYPE latch_password_verifications_total counter\n"
+                          "latch_password_verifications_total %llu\n"
+                          "# HELP latch_password_hashes_total argon2 hashes computed for new passwords and rehashes.\n"
+                          "# TYPE latch_password_hashes_total counter\n"
+                          "latch_password_hashes_total %llu\n"
+                          "# HELP latch_password_jobs_refused_total Password jobs refused because the hasher queue was full.\n"
+                          "# TYPE latch_password_jobs_refused_total counter\n"
+                          "latch_password_jobs_refused_total %llu\n"
+                          "# HELP latch_password_jobs_dropped_total Password jobs dropped because their client went away.\n"
+                          "# TYPE latch_password_jobs_dropped_total counter\n"
+                          "latch_password_jobs_dropped_total %llu\n"
+                          "# HELP latch_hasher_jobs Password jobs by state, and the pool's limits.\n"
+                          "# TYPE latch_hasher_jobs gauge\n"
+                          "latch_hasher_jobs{state=\"queued\"} %d\n"
+                          "latch_hasher_jobs{state=\"running\"} %d\n"
+                          "latch_hasher_jobs{state=\"queue_max\"} %zu\n"
+                          "# HELP latch_hasher_threads Password hasher threads.\n"
+                          "# TYPE latch_hasher_threads gauge\n"
+                          "latch_hasher_threads %d\n",
+                          (unsigned long long)hs.verifications, (unsigned long long)hs.hashes,
+                          (unsigned long long)hs.rejected, (unsigned long long)hs.dropped, hs.queued, hs.busy, hs.queue_max,
+                          hs.threads);
     return ret;
 }
 
@@ -137,7 +163,7 @@ static int on_debug_sleep(lt_req_t *r)
     long v = ms != NULL ? strtol(ms, &end, 10) : -1;
     if (ms == NULL || *ms == '\0' || *end != '\0' || v < 0 || v > 60000) {
         json_t *errors = json_pack("[{s:s, s:s}]", "field", "ms", "message", "must be an integer from 0 to 60000");
-        lt_http_problem_fields(r, 400, "validation_failed", "The query is invalid.", errors);
+        lt_http_problem_fields(r, 400, "invalid_request", "The query is invalid.", errors);
         return 0;
     }
     const char *params[] = {ms};

@@ -56,6 +56,8 @@
 
 /* Order matches lt_log_level_t, so the stored index is the level. */
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+/* Order matches lt_config_alg_t. */
+static const char *const signing_algs[] = {"ES256", "EdDSA", NULL};
 
 /* Keep the README's "Configuration" table in step; a unit test checks every name is there. */
 static const lt_config_key_t keys[] = {
@@ -79,6 +81,29 @@ static const lt_config_key_t keys[] = {
     K_STR(access_log, "-", false, false, "access log: - = stdout, off = none, else a file path"),
     K_INT(shutdown_timeout_ms, 0, 600000, "10000", false, "how long a graceful shutdown waits for requests in flight"),
     K_BOOL(debug_endpoints, "false", false, "enable diagnostic routes; never in production"),
+    K_STR(issuer, "https://127.0.0.1:8443", false, false, "the iss of every token: this service's public https URL"),
+    K_STR(audience, "latch", false, false, "the aud of access tokens issued at login"),
+    K_ENUM(signing_alg, signing_algs, "ES256", false, "algorithm of newly created signing keys: ES256 or EdDSA"),
+    K_INT(master_key_version, 1, 255, "1", false, "version byte written with every value sealed under master_key"),
+    K_INT(access_token_ttl, 1, 86400, "600", false, "access token lifetime, seconds"),
+    K_INT(jwks_max_age, 0, 86400, "300", false, "Cache-Control max-age of the JWKS, seconds"),
+    K_INT(session_idle_ttl, 1, 31536000, "604800", false, "a session unused this long ends, seconds"),
+    K_INT(session_max_ttl, 1, 31536000, "2592000", false, "absolute session lifetime, seconds"),
+    K_INT(password_reset_ttl, 60, 86400, "1800", false, "lifetime of a password reset token, seconds"),
+    K_INT(password_min_length, 8, 1024, "12", false, "shortest password accepted, characters"),
+    K_INT(argon2_memory_kib, 1024, 4194304, "19456", false, "argon2id memory cost of new hashes, KiB"),
+    K_INT(argon2_iterations, 1, 64, "2", false, "argon2id time cost of new hashes"),
+    K_INT(argon2_parallelism, 1, 64, "1", false, "argon2id lanes of new hashes"),
+    K_INT(hasher_threads, 0, 256, "0", false, "password hasher threads; 0 = one per online CPU"),
+    K_INT(hasher_queue, 1, 100000, "128", false, "password jobs that may wait; beyond it logins get 503 overloaded"),
+    K_INT(lockout_threshold, 1, 1000, "5", false, "failed logins from one source (email + client IP) before it is locked out"),
+    K_INT(lockout_window, 1, 86400, "900", false, "window in which source failures are counted, seconds"),
+    K_INT(lockout_duration, 1, 86400, "900", false, "how long a locked-out source gets 429, seconds"),
+    K_INT(lockout_account_threshold, 1, 1000000, "50", false, "failures of an account from all sources per window before logins to it are slowed"),
+    K_INT(lockout_account_window, 1, 604800, "3600", false, "window of the account-wide failure count, seconds"),
+    K_INT(lockout_account_max_delay, 1, 3600, "60", false, "longest gap forced between attempts on a slowed account, seconds"),
+    K_INT(login_ip_limit, 0, 1000000, "100", false, "login attempts per client IP per login_ip_window; 0 = no limit"),
+    K_INT(login_ip_window, 1, 86400, "60", false, "window of the per-IP login limit, seconds"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -515,6 +540,9 @@ static int validate(load_t *ld)
         bool empty = k->type == LT_CFG_STRING && **(char **)field(ld, k) == '\0';
         if (k->def != NULL || (ld->given[i] && !empty))
             continue;
+        /* Tools need the master key only for some commands (keys); those check it. */
+        if ((ld->flags & LT_CONFIG_CLIENT) && k->type == LT_CFG_KEY32)
+            continue;
         snprintf(where, sizeof(where), "key '%s'", k->name);
         env_name(env, sizeof(env), k->name);
         if (k->secret)
@@ -534,6 +562,12 @@ static int validate(load_t *ld)
         return failf(ld, LT_EINVAL, "key 'access_log'", "empty; use - for stdout or off for none");
     if (c->workers == 0)
         c->workers = online_cpus();
+    if (c->hasher_threads == 0)
+        c->hasher_threads = online_cpus();
+    if (strncmp(c->issuer, "https://", 8) != 0 && strncmp(c->issuer, "http://", 7) != 0)
+        return failf(ld, LT_EINVAL, "key 'issuer'", "must be an https:// (or, for development, http://) URL");
+    if (*c->audience == '\0')
+        return failf(ld, LT_EINVAL, "key 'audience'", "empty");
     if (*c->database_owner_url == '\0') {
         char *copy = strdup(c->database_url);
         if (copy == NULL)

@@ -27,6 +27,9 @@ typedef enum {
     LT_CFG_KEY32   /* secret: base64/base64url text decoding to exactly 32 bytes */
 } lt_config_type_t;
 
+/* signing_alg values, index-aligned with the key table's list. */
+typedef enum { LT_CONFIG_ALG_ES256 = 0, LT_CONFIG_ALG_EDDSA = 1 } lt_config_alg_t;
+
 typedef struct lt_config {
     int workers; /* 0 = number of cores; resolved by lt_config_load */
     char *listen;
@@ -48,6 +51,29 @@ typedef struct lt_config {
     char *access_log;
     int shutdown_timeout_ms;
     bool debug_endpoints;
+    char *issuer;
+    char *audience;
+    int signing_alg; /* lt_config_alg_t */
+    int master_key_version;
+    int access_token_ttl;
+    int jwks_max_age;
+    int session_idle_ttl;
+    int session_max_ttl;
+    int password_reset_ttl;
+    int password_min_length;
+    int argon2_memory_kib;
+    int argon2_iterations;
+    int argon2_parallelism;
+    int hasher_threads;
+    int hasher_queue;
+    int lockout_threshold;
+    int lockout_window;
+    int lockout_duration;
+    int lockout_account_threshold;
+    int lockout_account_window;
+    int lockout_account_max_delay;
+    int login_ip_limit;
+    int login_ip_window;
 } lt_config_t;
 
 /* One row of the key table, exposed for documentation checks and --help. */
@@ -73,14 +99,15 @@ const char *lt_config_type_name(lt_config_type_t t);
  * Loads defaults, then `path` (may be NULL), then the environment `envp` (NULL-terminated,
  * "NAME=value" strings as in `environ`; may be NULL), then validates.
  * On failure `err` holds a message naming the key, and `cfg` holds nothing to free.
- * On success every string field is non-NULL and `workers` is at least 1.
+ * On success every string field is non-NULL and `workers` and `hasher_threads` are at least 1.
  * @return 0, LT_EINVAL (bad key or value), LT_EIO (unreadable file), LT_ENOMEM.
  */
 int lt_config_load(lt_config_t *cfg, const char *path, char *const *envp, char *err, size_t errlen) LT_MUSTCHECK;
 
 /* Flags for lt_config_load_ex. */
 enum {
-    LT_CONFIG_CLIENT = 1, /* for tools (latchctl): skip checks that only the server needs (TLS files) */
+    LT_CONFIG_CLIENT = 1, /* for tools (latchctl): skip checks that only the server needs (TLS files; the
+                             master key may be absent: then it is all zero bytes) */
 };
 
 /** lt_config_load with flags. */

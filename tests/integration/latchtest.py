@@ -536,6 +536,34 @@ class Latchd:
         assert base, "that listener is off"
         return http1_client(base, cert=self.cert, **kw)
 
+    def latchctl(self, *args, input=None, env=None, check=False):
+        """Runs `latchctl --config <this latchd's config> ARGS...` (so it uses the same
+        database and settings); returns the CompletedProcess (text). `check` raises on a
+        non-zero exit."""
+        # Atomically (tests run latchctl from several threads at once), and only when changed.
+        text = json.dumps(self.config, indent=2) + "\n"
+        if not self.config_path.exists() or self.config_path.read_text() != text:
+            with tempfile.NamedTemporaryFile("w", dir=self.workdir, suffix=".tmp", delete=False) as f:
+                f.write(text)
+            os.replace(f.name, self.config_path)
+        p = subprocess.run([str(latchctl_bin()), "--config", str(self.config_path), *map(str, args)],
+                           input=input, capture_output=True, text=True, env=child_env(env), timeout=60)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"latchctl {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+        return p
+
+    def bootstrap(self, tenant, email, password, global_admin=False, display_name=None):
+        """`latchctl bootstrap` against this latchd's database: creates the tenant (unless it
+        exists without users) and an admin. Returns {"tenant_id": ..., "user_id": ...};
+        raises RuntimeError when latchctl fails (exit 3: already bootstrapped)."""
+        args = ["bootstrap", "--tenant", tenant, "--email", email]
+        if global_admin:
+            args.append("--global")
+        if display_name is not None:
+            args += ["--display-name", display_name]
+        p = self.latchctl(*args, input=password + "\n", check=True)
+        return dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+
     def send_signal(self, sig):
         """Sends `sig` without waiting (SIGHUP to reload; stop() to end it)."""
         self.proc.send_signal(sig)
@@ -627,6 +655,24 @@ class LatchdFactory:
             problems += d.problems_at_teardown()
         self.instances = []
         return problems
+
+
+# --- signing in -------------------------------------------------------------------------------
+
+
+def bearer(token):
+    """Headers for a request authenticated with an access token (a string or a login result)."""
+    if isinstance(token, dict):
+        token = token["access_token"]
+    return {"authorization": f"Bearer {token}"}
+
+
+def login(client, tenant, email, password):
+    """POST /v1/auth/login; returns the token response (access_token, refresh_token, ...).
+    Fails with the answer when it is not 200."""
+    r = client.post("/v1/auth/login", json={"tenant": tenant, "email": email, "password": password})
+    assert r.status_code == 200, f"login of {email} in {tenant} failed: {r.status_code} {r.text}"
+    return r.json()
 
 
 # --- OpenAPI --------------------------------------------------------------------------------

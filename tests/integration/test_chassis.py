@@ -193,7 +193,7 @@ def test_bad_query_parameter_is_validation_problem(latchd, openapi):
     with latchd.h2c() as c:
         for q in ("", "?ms=", "?ms=abc", "?ms=-1", "?ms=60001", "?ms=1x"):
             r = c.get("/debug/sleep" + q)
-            body = assert_problem(openapi, r, 400, "validation_failed")
+            body = assert_problem(openapi, r, 400, "invalid_request")
             assert body["errors"] == [{"field": "ms", "message": "must be an integer from 0 to 60000"}]
 
 

@@ -561,8 +561,9 @@ static void test_int_bounds(void **state)
             if (load_int(k[i].name, good[j], &cfg, err, sizeof(err)) != 0)
                 fail_msg("%s=%ld: %s", var, good[j], err);
             int got = *(const int *)((const char *)&cfg + k[i].offset);
-            /* workers 0 is resolved to the core count */
-            assert_int_equal(got, good[j] == 0 && strcmp(k[i].name, "workers") == 0 ? expected_workers() : good[j]);
+            /* workers and hasher_threads 0 are resolved to the core count */
+            int resolved = good[j] == 0 && (strcmp(k[i].name, "workers") == 0 || strcmp(k[i].name, "hasher_threads") == 0);
+            assert_int_equal(got, resolved ? expected_workers() : good[j]);
             lt_config_free(&cfg);
         }
         free(var);

@@ -37,7 +37,7 @@ static void test_problem_errors(void **state)
 {
     (void)state;
     json_t *errors = json_pack("[{s:s,s:s}]", "field", "email", "message", "is required");
-    json_t *doc = render(400, "validation_failed", "Invalid input.", errors);
+    json_t *doc = render(400, "invalid_request", "Invalid input.", errors);
     json_t *e = json_object_get(doc, "errors");
     assert_true(json_is_array(e));
     assert_int_equal(json_array_size(e), 1);

@@ -1,0 +1,824 @@
+/*
+ * auth: the surface login frontends drive.
+ *
+ *   POST   /v1/auth/login                   {tenant, email, password} -> tokens
+ *   POST   /v1/auth/refresh                 {refresh_token} -> tokens (rotated)
+ *   POST   /v1/auth/logout                  ends the bearer's session
+ *   POST   /v1/auth/password-reset          {tenant, email} -> 202 whatever the account
+ *   POST   /v1/auth/password-reset/confirm  {token, new_password}
+ *   GET    /v1/me                           the bearer's user + session_id
+ *   GET    /v1/me/sessions                  the user's live sessions
+ *   DELETE /v1/me/sessions/{id}             ends one of them
+ *   POST   /v1/me/logout-all                ends all of them
+ *   POST   /v1/me/password                  {current_password, new_password}
+ *   GET    /.well-known/jwks.json           the public keys (cacheable)
+ *
+ * Each flow is a chain of at most one async step at a time: parse input -> query ->
+ * hasher job -> query -> respond. Its state is a small ctx struct in the request pool,
+ * wiped when the request ends (it holds fresh refresh/reset tokens). The SQL and its
+ * reasoning (lockout ordering, atomic consumption of tokens) live in sql/0004_auth.sql and
+ * lib/identity/auth.c; this file only orchestrates and answers.
+ *
+ * Login answers the same 401 `invalid_credentials` with the same body for an unknown
+ * tenant, an unknown email, a disabled or locked user and a wrong password, after exactly
+ * one argon2 verification each (a dummy hash when there is no stored one), so neither the
+ * answer nor its cost tells them apart. Only a correct password of an active user whose
+ * password must be reset gets a different answer: 403 `password_reset_required` (no
+ * session is created; the user goes through the password reset).
+ *
+ * Threading: everything runs on the request's worker thread.
+ */
+#include <h2o.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "identity/auth.h"
+
+/* Longest accepted tenant name and email (sql/0003: tenant names, users.email). */
+#define TENANT_MAX 63
+#define EMAIL_MAX 320
+/* Sessions keep at most this much of the User-Agent (sessions.user_agent). */
+#define USER_AGENT_MAX 512
+/* Opaque tokens are LT_AUTH_TOKEN_LEN; a little slack so a near miss is "invalid", not "too long". */
+#define OPAQUE_MAX 256
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+typedef struct {
+    size_t size;
+    _Alignas(max_align_t) unsigned char data[];
+} wiped_box_t;
+
+static void wiped_box_dispose(void *p)
+{
+    wiped_box_t *b = p;
+    lt_wipe(b->data, b->size);
+}
+
+/* A zeroed flow context in the request pool, wiped when the request ends. */
+static void *ctx_new(lt_req_t *r, size_t size)
+{
+    wiped_box_t *b = h2o_mem_alloc_shared(&r->req->pool, sizeof(*b) + size, wiped_box_dispose);
+    b->size = size;
+    memset(b->data, 0, size);
+    return b->data;
+}
+
+/* A copy of `s` in the request pool (NULL stays NULL): PGresult values die with the callback. */
+static const char *pstr(lt_req_t *r, const char *s)
+{
+    return s != NULL ? h2o_strdup(&r->req->pool, s, SIZE_MAX).base : NULL;
+}
+
+static const char *pint(lt_req_t *r, long v)
+{
+    char *s = h2o_mem_alloc_pool(&r->req->pool, 24);
+    snprintf(s, 24, "%ld", v);
+    return s;
+}
+
+static const lt_config_t *cfg_of(lt_req_t *r)
+{
+    return lt__api_worker(r)->api->cfg;
+}
+
+static void limits_of(const lt_config_t *cfg, lt_auth_limits_t *l)
+{
+    *l = (lt_auth_limits_t){
+        .threshold = cfg->lockout_threshold,
+        .window = cfg->lockout_window,
+        .duration = cfg->lockout_duration,
+        .acct_threshold = cfg->lockout_account_threshold,
+        .acct_window = cfg->lockout_account_window,
+        .acct_max_delay = cfg->lockout_account_max_delay,
+        .ip_limit = cfg->login_ip_limit,
+        .ip_window = cfg->login_ip_window,
+    };
+}
+
+/* The User-Agent as a session keeps it: printable ASCII only (the header may carry any
+ * bytes, the column is UTF-8 text), at most USER_AGENT_MAX bytes. */
+static const char *user_agent(lt_req_t *r)
+{
+    const char *ua = lt_req_header(r, "user-agent");
+    if (ua == NULL)
+        return NULL;
+    size_t n = strnlen(ua, USER_AGENT_MAX);
+    char *out = h2o_mem_alloc_pool(&r->req->pool, n + 1);
+    for (size_t i = 0; i < n; i++)
+        out[i] = ua[i] >= 0x20 && ua[i] < 0x7f ? ua[i] : '?';
+    out[n] = '\0';
+    return out;
+}
+
+static void send_no_content(lt_req_t *r, int status)
+{
+    lt_http_send(r, status, NULL, "", 0);
+}
+
+/* 429 for a refusal of the lockout gate. */
+static void too_many(lt_req_t *r, lt_auth_gate_t gate, int retry_after)
+{
+    char v[16];
+    snprintf(v, sizeof(v), "%d", retry_after > 0 ? retry_after : 1);
+    lt_http_add_header(r, "retry-after", v);
+    if (gate == LT_AUTH_GATE_IP_LIMITED)
+        lt_http_problem(r, 429, "rate_limited", "Too many sign-in attempts from this address; retry later.");
+    else
+        lt_http_problem(r, 429, "too_many_attempts", "Too many sign-in attempts; retry later.");
+}
+
+static void invalid_credentials(lt_req_t *r)
+{
+    lt_http_problem(r, 401, "invalid_credentials", "The tenant, email or password is wrong.");
+}
+
+/* The bearer token verified but its session has ended (or its user is no longer active). */
+static void session_ended(lt_req_t *r)
+{
+    lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
+    lt_http_problem(r, 401, "invalid_token", "The session has ended.");
+}
+
+static void unavailable(lt_req_t *r, const char *detail)
+{
+    lt_http_add_header(r, "retry-after", "1");
+    lt_http_problem(r, 503, "unavailable", detail);
+}
+
+/* A row that does not have the shape the SQL function promises: a deployment mismatch. */
+static void bad_row(lt_req_t *r, const char *what)
+{
+    lt_log(LT_LOG_ERROR, "api", "request %s: unexpected result from %s", r->request_id, what);
+    lt__api_store_problem(r, lt_err_unavailable);
+}
+
+/* A hasher job that failed for a reason other than a malformed stored hash. */
+static void hasher_failed(lt_req_t *r, int err)
+{
+    lt_log(LT_LOG_ERROR, "api", "request %s: password job failed: %s", r->request_id, lt_strerror(err));
+    unavailable(r, "The password service is unavailable.");
+}
+
+static void weak_password(lt_req_t *r, const char *field, const char *reason)
+{
+    lt_http_problem_fields(r, 400, "weak_password", "The new password does not meet the password policy.",
+                           json_pack("[{s:s, s:s}]", "field", field, "message", reason != NULL ? reason : "is too weak"));
+}
+
+/* 1 when a signing key is loaded; else answers 503 (checked before work is done that a
+ * token response would then throw away). */
+static int keys_ready(lt_req_t *r)
+{
+    lt_keyring_t *kr = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
+    int ok = kr != NULL && lt_keyring_active(kr) != NULL;
+    if (kr != NULL)
+        lt_keyring_unref(kr);
+    if (!ok)
+        unavailable(r, "No signing key is loaded yet.");
+    return ok;
+}
+
+/*
+ * The token response of login and refresh: a new access token for session `s` of user
+ * `sub` in tenant `tenant`, and the refresh token `rt` already stored for it.
+ */
+static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s, const char *rt)
+{
+    const lt_config_t *cfg = cfg_of(r);
+    json_t *roles = lt__api_json_parse(s->roles);
+    json_t *amr = s->amr != NULL ? lt__api_json_parse(s->amr) : json_pack("[s]", "pwd");
+    lt_keyring_t *kr = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
+    char *jwt = NULL;
+    int ret = LT_ESTATE;
+    if (kr != NULL && json_is_array(roles) && json_is_array(amr)) {
+        lt_token_claims_t c = {
+            .iss = cfg->issuer,
+            .aud = cfg->audience,
+            .sub = sub,
+            .sid = s->session_id,
+            .tenant = tenant,
+            .scope = "",
+            .acr = s->acr,
+            .roles = roles,
+            .amr = amr,
+            .auth_time = s->auth_time,
+            .now = (int64_t)(lt_now_ms() / 1000),
+            .ttl = cfg->access_token_ttl,
+        };
+        ret = lt_token_issue(kr, &c, &jwt, NULL, 0);
+    }
+    if (kr != NULL)
+        lt_keyring_unref(kr);
+    json_decref(roles);
+    json_decref(amr);
+    if (ret != 0) {
+        lt_log(LT_LOG_ERROR, "api", "request %s: access token not issued: %s", r->request_id, lt_strerror(ret));
+        unavailable(r, "Access tokens cannot be issued now.");
+        return;
+    }
+    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s}", "access_token", jwt, "token_type", "Bearer", "expires_in",
+                             cfg->access_token_ttl, "refresh_token", rt, "session_id", s->session_id);
+    lt_wipe(jwt, strlen(jwt));
+    free(jwt);
+    lt_http_send_json(r, 200, body);
+}
+
+/* ---- login --------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *tenant, *email, *password;
+    size_t pwlen;
+    const char *user_id, *tenant_id, *status, *phc, *new_phc, *reason;
+    int reset_required;
+    char rt[LT_AUTH_TOKEN_LEN + 1];
+    char rt_hash[LT_AUTH_HASH_HEX_LEN + 1];
+} login_ctx_t;
+
+static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
+static void login_failed(lt_req_t *r, const char *err, PGresult *res, void *ctx);
+static void login_succeeded(lt_req_t *r, const char *err, PGresult *res, void *ctx);
+
+
+static void login_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    login_ctx_t *c = ctx;
+    lt_auth_login_t row;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    if (lt_auth_decode_login(res, &row) != 0) {
+        bad_row(r, "latch_login_begin");
+        return;
+    }
+    if (row.gate != LT_AUTH_GATE_OK) {
+        too_many(r, row.gate, row.retry_after);
+        return;
+    }
+    c->user_id = pstr(r, row.user_id);
+    c->tenant_id = pstr(r, row.tenant_id);
+    c->status = pstr(r, row.status);
+    c->phc = pstr(r, row.phc);
+    c->reset_required = row.reset_required;
+    /* Always exactly one verification: against the dummy hash when there is no stored one. */
+    (void)lt__api_password_verify(r, c->phc, c->password, c->pwlen, 1, login_verified, c);
+}
+
+static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
+{
+    login_ctx_t *c = ctx;
+    if (res->err != 0 && res->err != LT_EINVAL) {
+        hasher_failed(r, res->err);
+        return;
+    }
+    if (res->err == LT_EINVAL && c->phc != NULL)
+        lt_log(LT_LOG_WARN, "api", "request %s: user %s has a malformed stored password hash", r->request_id, c->user_id);
+    int match = res->err == 0 && res->match && c->phc != NULL;
+    c->reason = c->user_id == NULL                  ? "unknown_user"
+                : !match                            ? "bad_password"
+                : strcmp(c->status, "active") != 0  ? c->status /* disabled, locked */
+                : c->reset_required                 ? "password_reset_required"
+                                                    : NULL;
+    const char *ip = lt_req_peer(r);
+    if (c->reason != NULL) {
+        const char *p[] = {c->tenant, c->email, c->user_id, c->tenant_id, ip, r->request_id, c->reason};
+        (void)lt__api_query(r, &lt_auth_stmt_login_fail, p, 7, login_failed, c);
+        return;
+    }
+    if (res->needs_rehash && res->phc != NULL)
+        c->new_phc = pstr(r, res->phc);
+    if (lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash) != 0) {
+        unavailable(r, "No randomness is available.");
+        return;
+    }
+    const lt_config_t *cfg = cfg_of(r);
+    const char *p[] = {c->user_id,
+                       c->tenant_id,
+                       c->tenant,
+                       c->email,
+                       ip,
+                       user_agent(r),
+                       pint(r, cfg->session_idle_ttl),
+                       pint(r, cfg->session_max_ttl),
+                       c->rt_hash,
+                       c->phc,
+                       c->new_phc,
+                       r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_login_succeed, p, 12, login_succeeded, c);
+}
+
+static void login_failed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    login_ctx_t *c = ctx;
+    (void)res;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else if (strcmp(c->reason, "password_reset_required") == 0)
+        lt_http_problem(r, 403, "password_reset_required",
+                        "The password is correct but must be changed: use the password reset.");
+    else
+        invalid_credentials(r);
+}
+
+static void login_succeeded(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    login_ctx_t *c = ctx;
+    lt_auth_session_t s;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    int ret = lt_auth_decode_session(res, &s);
+    if (ret == LT_ENOTFOUND) { /* disabled between the two steps */
+        invalid_credentials(r);
+        return;
+    }
+    if (ret != 0) {
+        bad_row(r, "latch_login_succeed");
+        return;
+    }
+    send_tokens(r, c->user_id, c->tenant_id, &s, c->rt);
+}
+
+static int on_login(lt_req_t *r)
+{
+    lt_api_in_t in;
+    if (lt__api_body_read(r, &in) != 0)
+        return 0;
+    login_ctx_t *c = ctx_new(r, sizeof(*c));
+    c->tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
+    c->email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
+    c->password = lt__api_in_str(&in, "password", 1, LT_PASSWORD_MAX);
+    if (lt__api_in_done(r, &in) != 0 || !keys_ready(r))
+        return 0;
+    c->pwlen = strlen(c->password);
+    lt_auth_limits_t l;
+    char buf[LT_AUTH_LIMITS_NPARAMS][12];
+    const char *p[12] = {c->tenant, c->email, lt_req_peer(r)};
+    limits_of(cfg_of(r), &l);
+    lt_auth_limits_params(&l, buf, p + 3);
+    p[11] = r->request_id;
+    (void)lt__api_query(r, &lt_auth_stmt_login_begin, p, 12, login_begun, c);
+    return 0;
+}
+
+/* ---- refresh ------------------------------------------------------------------------- */
+
+typedef struct {
+    char old_hash[LT_AUTH_HASH_HEX_LEN + 1];
+    char rt[LT_AUTH_TOKEN_LEN + 1];
+    char rt_hash[LT_AUTH_HASH_HEX_LEN + 1];
+} refresh_ctx_t;
+
+static void invalid_grant(lt_req_t *r)
+{
+    lt_http_problem(r, 400, "invalid_grant", "The refresh token is invalid, expired or already used.");
+}
+
+static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    refresh_ctx_t *c = ctx;
+    lt_auth_session_t s;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    int ret = lt_auth_decode_session(res, &s);
+    if (ret == LT_ENOTFOUND) {
+        invalid_grant(r);
+        return;
+    }
+    if (ret != 0 || s.user_id == NULL || s.tenant_id == NULL) {
+        bad_row(r, "latch_refresh");
+        return;
+    }
+    send_tokens(r, s.user_id, s.tenant_id, &s, c->rt);
+}
+
+static int on_refresh(lt_req_t *r)
+{
+    lt_api_in_t in;
+    if (lt__api_body_read(r, &in) != 0)
+        return 0;
+    const char *token = lt__api_in_str(&in, "refresh_token", 1, OPAQUE_MAX);
+    if (lt__api_in_done(r, &in) != 0)
+        return 0;
+    refresh_ctx_t *c = ctx_new(r, sizeof(*c));
+    if (lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strlen(token), c->old_hash) != 0) {
+        invalid_grant(r);
+        return 0;
+    }
+    if (!keys_ready(r))
+        return 0;
+    if (lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash) != 0) {
+        unavailable(r, "No randomness is available.");
+        return 0;
+    }
+    const char *p[] = {c->old_hash, c->rt_hash, pint(r, cfg_of(r)->session_idle_ttl)};
+    (void)lt__api_query(r, &lt_auth_stmt_refresh, p, 3, refreshed, c);
+    return 0;
+}
+
+/* ---- the bearer's own session and account -------------------------------------------- */
+
+/*
+ * lt__api_bearer plus the shape of the ids the /v1/me statements take (our own tokens
+ * always pass; anything else must not turn into a database error).
+ */
+static const lt_token_t *me_bearer(lt_req_t *r)
+{
+    const lt_token_t *t = lt__api_bearer(r);
+    if (t == NULL)
+        return NULL;
+    if (!lt_auth_uuid_ok(t->sid) || !lt_auth_uuid_ok(t->sub) || !lt_auth_uuid_ok(t->tenant)) {
+        session_ended(r);
+        return NULL;
+    }
+    return t;
+}
+
+/* Sends the JSON text the statement built, or 401 when it returned NULL (session ended). */
+static void json_or_ended(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)ctx;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    const char *json = lt_auth_value(res);
+    if (json == NULL)
+        session_ended(r);
+    else
+        lt__api_send_json_text(r, 200, json);
+}
+
+static int me_query(lt_req_t *r, const lt_store_stmt_t *stmt)
+{
+    const lt_token_t *t = me_bearer(r);
+    if (t != NULL) {
+        const char *p[] = {t->sid, t->sub, t->tenant};
+        (void)lt__api_query(r, stmt, p, 3, json_or_ended, NULL);
+    }
+    return 0;
+}
+
+static int on_me(lt_req_t *r)
+{
+    return me_query(r, &lt_auth_stmt_me);
+}
+
+static int on_sessions(lt_req_t *r)
+{
+    return me_query(r, &lt_auth_stmt_session_list);
+}
+
+static void session_revoked(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)ctx;
+    const char *v = err == NULL ? lt_auth_value(res) : NULL;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else if (v != NULL && strcmp(v, "ok") == 0)
+        send_no_content(r, 204);
+    else if (v != NULL && strcmp(v, "not_found") == 0)
+        lt_http_problem(r, 404, "not_found", "No such session.");
+    else
+        session_ended(r);
+}
+
+static int on_session_delete(lt_req_t *r)
+{
+    const lt_token_t *t = me_bearer(r);
+    if (t == NULL)
+        return 0;
+    const char *id = lt_req_param(r, "id");
+    if (!lt_auth_uuid_ok(id)) {
+        lt_http_problem(r, 404, "not_found", "No such session.");
+        return 0;
+    }
+    const char *p[] = {t->sid, t->sub, t->tenant, id, lt_req_peer(r), r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_session_revoke, p, 6, session_revoked, NULL);
+    return 0;
+}
+
+/* Logout is idempotent: an already ended session is not an error. */
+static void logged_out(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)ctx;
+    (void)res;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else
+        send_no_content(r, 204);
+}
+
+static int on_logout(lt_req_t *r)
+{
+    const lt_token_t *t = me_bearer(r);
+    if (t != NULL) {
+        const char *p[] = {t->sid, t->sub, t->tenant, lt_req_peer(r), r->request_id};
+        (void)lt__api_query(r, &lt_auth_stmt_logout, p, 5, logged_out, NULL);
+    }
+    return 0;
+}
+
+static void logged_out_all(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)ctx;
+    const char *v = err == NULL ? lt_auth_value(res) : NULL;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else if (v == NULL || v[0] == '-')
+        session_ended(r);
+    else
+        send_no_content(r, 204);
+}
+
+static int on_logout_all(lt_req_t *r)
+{
+    const lt_token_t *t = me_bearer(r);
+    if (t != NULL) {
+        const char *p[] = {t->sid, t->sub, t->tenant, lt_req_peer(r), r->request_id};
+        (void)lt__api_query(r, &lt_auth_stmt_logout_all, p, 5, logged_out_all, NULL);
+    }
+    return 0;
+}
+
+/* ---- password change ----------------------------------------------------------------- */
+
+typedef struct {
+    const lt_token_t *t;
+    const char *current, *next;
+    const char *phc, *email;
+} pwchange_ctx_t;
+
+static void pwchange_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
+static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
+
+static void pwchange_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    pwchange_ctx_t *c = ctx;
+    lt_auth_pwchange_t row;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    if (lt_auth_decode_pwchange(res, &row) != 0) {
+        bad_row(r, "latch_password_change_begin");
+        return;
+    }
+    if (row.gate == LT_AUTH_GATE_UNAUTHORIZED) {
+        session_ended(r);
+        return;
+    }
+    if (row.gate != LT_AUTH_GATE_OK) {
+        too_many(r, row.gate, row.retry_after);
+        return;
+    }
+    c->phc = pstr(r, row.phc);
+    c->email = pstr(r, row.email);
+    (void)lt__api_password_verify(r, c->phc, c->current, strlen(c->current), 0, pwchange_verified, c);
+}
+
+static void pwchange_refused(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)res;
+    (void)ctx;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else
+        lt_http_problem(r, 403, "invalid_credentials", "The current password is wrong.");
+}
+
+static void pwchange_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
+{
+    pwchange_ctx_t *c = ctx;
+    if (res->err != 0 && res->err != LT_EINVAL) {
+        hasher_failed(r, res->err);
+        return;
+    }
+    if (res->err != 0 || !res->match || c->phc == NULL) {
+        const char *p[] = {c->t->sub, c->t->tenant, lt_req_peer(r), r->request_id};
+        (void)lt__api_query(r, &lt_auth_stmt_password_change_failed, p, 4, pwchange_refused, c);
+        return;
+    }
+    (void)lt__api_password_hash(r, "new_password", c->next, strlen(c->next), c->email, pwchange_hashed, c);
+}
+
+static void pwchange_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)ctx;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else if (lt_auth_value_true(res))
+        send_no_content(r, 204);
+    else
+        session_ended(r);
+}
+
+static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
+{
+    pwchange_ctx_t *c = ctx;
+    if (res->rejected) {
+        weak_password(r, "new_password", res->reason);
+        return;
+    }
+    if (res->err != 0 || res->phc == NULL) {
+        hasher_failed(r, res->err != 0 ? res->err : LT_EIO);
+        return;
+    }
+    const char *p[] = {c->t->sid, c->t->sub, c->t->tenant, res->phc, lt_req_peer(r), r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_password_change, p, 6, pwchange_done, c);
+}
+
+static int on_password_change(lt_req_t *r)
+{
+    lt_api_in_t in;
+    const lt_token_t *t = me_bearer(r);
+    if (t == NULL || lt__api_body_read(r, &in) != 0)
+        return 0;
+    pwchange_ctx_t *c = ctx_new(r, sizeof(*c));
+    c->t = t;
+    c->current = lt__api_in_str(&in, "current_password", 1, LT_PASSWORD_MAX);
+    c->next = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
+    if (lt__api_in_done(r, &in) != 0)
+        return 0;
+    lt_auth_limits_t l;
+    char buf[LT_AUTH_LIMITS_NPARAMS][12];
+    const char *p[13] = {t->sid, t->sub, t->tenant, lt_req_peer(r)};
+    limits_of(cfg_of(r), &l);
+    lt_auth_limits_params(&l, buf, p + 4);
+    p[12] = r->request_id;
+    (void)lt__api_query(r, &lt_auth_stmt_password_change_begin, p, 13, pwchange_begun, c);
+    return 0;
+}
+
+/* ---- password reset ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *password;
+    char token[LT_AUTH_TOKEN_LEN + 1];
+    char hash[LT_AUTH_HASH_HEX_LEN + 1];
+} reset_ctx_t;
+
+static void reset_requested(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    static const char accepted[] = "{\"status\":\"accepted\"}";
+    (void)res;
+    (void)ctx;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else
+        lt__api_send_json_text(r, 202, accepted);
+}
+
+/*
+ * Always 202, whether the account exists or not. The token is made and hashed here either
+ * way, and the SQL function does comparable work for both (it audits unknown accounts),
+ * so neither the answer nor its shape tells accounts apart.
+ */
+static int on_reset_request(lt_req_t *r)
+{
+    lt_api_in_t in;
+    if (lt__api_body_read(r, &in) != 0)
+        return 0;
+    const char *tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
+    const char *email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
+    if (lt__api_in_done(r, &in) != 0)
+        return 0;
+    reset_ctx_t *c = ctx_new(r, sizeof(*c));
+    if (lt_auth_token_new(LT_AUTH_TOKEN_RESET, c->token, c->hash) != 0) {
+        unavailable(r, "No randomness is available.");
+        return 0;
+    }
+    const char *p[] = {tenant,          email, c->token, c->hash, pint(r, cfg_of(r)->password_reset_ttl),
+                       lt_req_peer(r), r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_reset_request, p, 7, reset_requested, c);
+    return 0;
+}
+
+static void invalid_reset_token(lt_req_t *r)
+{
+    lt_http_problem(r, 400, "invalid_token", "The password reset token is invalid, expired or already used.");
+}
+
+static void reset_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
+
+static void reset_peeked(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    reset_ctx_t *c = ctx;
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return;
+    }
+    const char *email = lt_auth_value(res);
+    if (email == NULL) {
+        invalid_reset_token(r);
+        return;
+    }
+    (void)lt__api_password_hash(r, "new_password", c->password, strlen(c->password), pstr(r, email), reset_hashed, c);
+}
+
+static void reset_confirmed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    (void)ctx;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else if (lt_auth_value_true(res))
+        send_no_content(r, 204);
+    else
+        invalid_reset_token(r); /* used or expired since the peek */
+}
+
+static void reset_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
+{
+    reset_ctx_t *c = ctx;
+    if (res->rejected) {
+        weak_password(r, "new_password", res->reason);
+        return;
+    }
+    if (res->err != 0 || res->phc == NULL) {
+        hasher_failed(r, res->err != 0 ? res->err : LT_EIO);
+        return;
+    }
+    const char *p[] = {c->hash, res->phc, lt_req_peer(r), r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_reset_confirm, p, 4, reset_confirmed, c);
+}
+
+static int on_reset_confirm(lt_req_t *r)
+{
+    lt_api_in_t in;
+    if (lt__api_body_read(r, &in) != 0)
+        return 0;
+    reset_ctx_t *c = ctx_new(r, sizeof(*c));
+    const char *token = lt__api_in_str(&in, "token", 1, OPAQUE_MAX);
+    c->password = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
+    if (lt__api_in_done(r, &in) != 0)
+        return 0;
+    if (lt_auth_token_hash(LT_AUTH_TOKEN_RESET, token, strlen(token), c->hash) != 0) {
+        invalid_reset_token(r);
+        return 0;
+    }
+    const char *p[] = {c->hash};
+    (void)lt__api_query(r, &lt_auth_stmt_reset_peek, p, 1, reset_peeked, c);
+    return 0;
+}
+
+/* ---- JWKS ---------------------------------------------------------------------------- */
+
+/*
+ * The active key and keys retired less than a token lifetime (plus the verifiers' clock
+ * leeway) ago: every unexpired token stays verifiable. Rendered per request: a ring holds
+ * a handful of keys, and which retired keys are still published changes with the clock.
+ */
+static int on_jwks(lt_req_t *r)
+{
+    const lt_config_t *cfg = cfg_of(r);
+    lt_keyring_t *kr = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
+    char *text = NULL;
+    size_t n = 0;
+    int64_t since = (int64_t)(lt_now_ms() / 1000) - cfg->access_token_ttl - LT_TOKEN_LEEWAY;
+    int ret = kr != NULL ? lt_keyring_jwks(kr, since, &text, &n) : LT_ESTATE;
+    if (kr != NULL)
+        lt_keyring_unref(kr);
+    if (ret != 0) {
+        lt_http_add_header(r, "cache-control", "no-store"); /* a cacheable route: say it for errors */
+        unavailable(r, "No signing key is loaded yet.");
+        return 0;
+    }
+    char cc[48];
+    snprintf(cc, sizeof(cc), "public, max-age=%d", cfg->jwks_max_age);
+    lt_http_add_header(r, "cache-control", cc);
+    lt_http_send(r, 200, "application/jwk-set+json", text, n);
+    free(text);
+    return 0;
+}
+
+/* ---- registration -------------------------------------------------------------------- */
+
+int lt__api_auth_statements(void)
+{
+    return lt_auth_statements();
+}
+
+int lt__api_auth_routes(lt_api_t *api, lt_router_t *router)
+{
+    int ret = 0;
+    (void)api;
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/auth/login", on_login, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/auth/refresh", on_refresh, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/auth/logout", on_logout, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/auth/password-reset", on_reset_request, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/auth/password-reset/confirm", on_reset_confirm, 0);
+    ret = ret ? ret : lt_router_add(router, "GET", "/v1/me", on_me, 0);
+    ret = ret ? ret : lt_router_add(router, "GET", "/v1/me/sessions", on_sessions, 0);
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/me/sessions/{id}", on_session_delete, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/me/logout-all", on_logout_all, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/me/password", on_password_change, 0);
+    ret = ret ? ret : lt_router_add(router, "GET", "/.well-known/jwks.json", on_jwks, LT_ROUTE_CACHEABLE);
+    return ret;
+}
