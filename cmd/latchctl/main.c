@@ -55,7 +55,7 @@ static const command_t commands[] = {
     {"audit", "verify", "check the audit log's hash chain (exit 0 intact, 1 broken or unreadable)", cmd_audit},
     {"bootstrap", "OPTIONS", "create a tenant and its first admin (--tenant, --email; password on stdin)",
      cmd_bootstrap},
-    {"hash-password", "[--no-config]", "print the argon2id PHC string of the password on stdin", cmd_hash_password},
+    {"hash-password", "[--no-config] [--time N]", "print the argon2id PHC string of the password on stdin", cmd_hash_password},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -472,17 +472,27 @@ static int load_config_for_hashing(ctx_t *ctx, int no_config)
 
 static int cmd_hash_password(ctx_t *ctx, int argc, char **argv)
 {
-    int no_config = 0, ret;
+    int no_config = 0, timing = 0, ret;
     secret_t pw;
     char *phc = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: latchctl [--config PATH] hash-password [--no-config] < password\n\n"
+            printf("usage: latchctl [--config PATH] hash-password [--no-config] [--time N] < password\n\n"
                    "Prints the argon2id PHC string of the first line of standard input, made with\n"
                    "the configured argon2_* parameters (--no-config: the built-in defaults). Needs\n"
                    "no database. The password policy is not applied: the result is meant for\n"
-                   "password_hash imports and test fixtures.\n");
+                   "password_hash imports and test fixtures. --time N also hashes N more times and\n"
+                   "prints the median milliseconds of one hash to stderr (what the hasher pays per\n"
+                   "login; tests/bench uses it).\n");
             return 0;
+        }
+        if (strcmp(argv[i], "--time") == 0 && i + 1 < argc) {
+            timing = atoi(argv[++i]);
+            if (timing < 1 || timing > 1000) {
+                fprintf(stderr, "latchctl: hash-password: --time takes 1..1000\n");
+                return 2;
+            }
+            continue;
         }
         if (strcmp(argv[i], "--no-config") != 0) {
             fprintf(stderr, "latchctl: hash-password: unknown argument '%s'\n", argv[i]);
@@ -494,10 +504,28 @@ static int cmd_hash_password(ctx_t *ctx, int argc, char **argv)
         return 1;
     lt_hasher_params_t params = argon2_params(&ctx->cfg);
     ret = lt_password_hash(&params, pw.p, pw.n, &phc);
+    double ms[1000];
+    for (int i = 0; ret == 0 && i < timing; i++) {
+        char *again = NULL;
+        uint64_t t0 = lt_monotonic_ns();
+        ret = lt_password_hash(&params, pw.p, pw.n, &again);
+        ms[i] = (double)(lt_monotonic_ns() - t0) / 1e6;
+        free(again);
+    }
     secret_free(&pw);
     if (ret != 0) {
         fprintf(stderr, "latchctl: hash-password: hashing failed: %s\n", lt_strerror(ret));
+        free(phc);
         return 1;
+    }
+    if (timing > 0) {
+        for (int i = 1; i < timing; i++) /* insertion sort: N is small */
+            for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+                double t = ms[j];
+                ms[j] = ms[j - 1];
+                ms[j - 1] = t;
+            }
+        fprintf(stderr, "%.3f\n", ms[timing / 2]);
     }
     printf("%s\n", phc);
     free(phc);

@@ -353,7 +353,7 @@ static int on_login(lt_req_t *r)
     c->tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
     c->email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
     c->password = lt__api_in_str(&in, "password", 1, LT_PASSWORD_MAX);
-    if (lt__api_in_done(r, &in) != 0 || !keys_ready(r))
+    if (lt__api_in_done(r, &in) != 0 || !keys_ready(r) || lt__api_shed_password_work(r))
         return 0;
     c->pwlen = strlen(c->password);
     lt_auth_limits_t l;

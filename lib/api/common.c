@@ -220,12 +220,27 @@ static void job_done(const lt_hasher_result_t *res, void *data)
     bj->cb(bj->r, res, bj->ctx);
 }
 
+static void overloaded(lt_req_t *r)
+{
+    lt_http_add_header(r, "retry-after", "1");
+    lt_http_problem(r, 503, "overloaded", "Too many password operations are waiting; retry shortly.");
+}
+
+int lt__api_shed_password_work(lt_req_t *r)
+{
+    lt_hasher_stats_t st;
+    lt_hasher_get_stats(lt__api_worker(r)->api->hasher, &st);
+    if ((size_t)st.queued < st.queue_max)
+        return 0;
+    overloaded(r);
+    return 1;
+}
+
 static int job_submitted(lt_req_t *r, bound_job_t *bj, int ret)
 {
     if (ret != 0) {
         if (ret == LT_EOVERLOAD) {
-            lt_http_add_header(r, "retry-after", "1");
-            lt_http_problem(r, 503, "overloaded", "Too many password operations are waiting; retry shortly.");
+            overloaded(r);
         } else if (ret == LT_EINVAL) {
             lt_http_problem(r, 400, "invalid_request", "The password is too long.");
         } else {

@@ -117,6 +117,13 @@ int lt__api_password_verify(lt_req_t *r, const char *phc, const char *password, 
 int lt__api_password_hash(lt_req_t *r, const char *field, const char *password, size_t n, const char *email,
                           lt_api_hash_cb cb, void *ctx);
 
+/*
+ * Sheds a request that will need the hasher while its queue is full, before it costs a
+ * database round trip: answers 503 `overloaded` with Retry-After and returns 1. The check
+ * is a hint (the queue may fill meanwhile; submit still refuses then).
+ */
+int lt__api_shed_password_work(lt_req_t *r);
+
 /* A JSON value (the text of a jsonb column, say) parsed; NULL on malformed input. */
 json_t *lt__api_json_parse(const char *text);
 
