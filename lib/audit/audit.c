@@ -91,24 +91,6 @@ static const char verify_sql[] =
 enum { col_id, col_at_us, col_tenant_id, col_actor, col_event, col_target, col_ip, col_request_id, col_outcome,
        col_details, col_prev_hash, col_hash, ncols };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) LT_PRINTF(3, 4);
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    /* libpq messages end with a newline; an error string is one line. */
-    for (char *p = err; *p != '\0'; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    for (size_t n = strlen(err); n > 0 && err[n - 1] == ' '; n--)
-        err[n - 1] = '\0';
-}
-
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -201,16 +183,16 @@ int lt_audit_verify(const char *conninfo, lt_audit_report_t *rep, char *err, siz
     int ret = 0;
 
     if (rep == NULL || conninfo == NULL) {
-        set_err(err, errlen, "invalid argument");
+        lt_errf(err, errlen, "invalid argument");
         return LT_EINVAL;
     }
     memset(rep, 0, sizeof(*rep));
     rep->first_bad = -1;
-    set_err(err, errlen, "%s", "");
+    lt_errf(err, errlen, "%s", "");
 
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        set_err(err, errlen, "cannot connect to the database: %s",
+        lt_errf(err, errlen, "cannot connect to the database: %s",
                 conn != NULL ? PQerrorMessage(conn) : "out of memory");
         ret = LT_EUNAVAIL;
         goto done;
@@ -221,7 +203,7 @@ int lt_audit_verify(const char *conninfo, lt_audit_report_t *rep, char *err, siz
      * committed chain. Single-row mode keeps memory constant however long the chain is.
      */
     if (PQsendQuery(conn, verify_sql) != 1 || PQsetSingleRowMode(conn) != 1) {
-        set_err(err, errlen, "cannot query audit_log: %s", PQerrorMessage(conn));
+        lt_errf(err, errlen, "cannot query audit_log: %s", PQerrorMessage(conn));
         ret = LT_EIO;
         goto done;
     }
@@ -229,14 +211,14 @@ int lt_audit_verify(const char *conninfo, lt_audit_report_t *rep, char *err, siz
         ExecStatusType st = PQresultStatus(r);
         int ok = 1;
         if (st == PGRES_SINGLE_TUPLE && PQnfields(r) != ncols) {
-            set_err(err, errlen, "unexpected result shape from audit_log");
+            lt_errf(err, errlen, "unexpected result shape from audit_log");
             ok = LT_EIO;
         } else if (st == PGRES_SINGLE_TUPLE) {
             rep->rows++;
             if ((ok = check_row(r, prev, &canon, rep)) < 0)
-                set_err(err, errlen, "%s", lt_strerror(ok));
+                lt_errf(err, errlen, "%s", lt_strerror(ok));
         } else if (st != PGRES_TUPLES_OK) {
-            set_err(err, errlen, "cannot read audit_log: %s", PQresultErrorMessage(r));
+            lt_errf(err, errlen, "cannot read audit_log: %s", PQresultErrorMessage(r));
             ok = LT_EIO;
         }
         PQclear(r);

@@ -5,6 +5,7 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -381,6 +382,21 @@ int lt_json_depth_ok(const char *p, size_t n, int max_depth)
         }
     }
     return 1;
+}
+
+void lt_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    for (char *p = err; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    for (size_t n = strlen(err); n > 0 && err[n - 1] == ' '; n--)
+        err[n - 1] = '\0';
 }
 
 int lt_read_file(const char *path, size_t max, char **out, size_t *outlen)

@@ -139,6 +139,12 @@ uint64_t lt_monotonic_ns(void); /* monotonic clock, ns */
  */
 int lt_json_depth_ok(const char *p, size_t n, int max_depth);
 
+/*
+ * Formats an error message into a caller's buffer as one line: newlines (libpq messages
+ * end with one) become spaces and trailing spaces go. Does nothing when errlen is 0.
+ */
+void lt_errf(char *err, size_t errlen, const char *fmt, ...) LT_PRINTF(3, 4);
+
 /* Reads a whole file (at most `max` bytes). @return 0, LT_EIO, LT_ERANGE or LT_ENOMEM. */
 int lt_read_file(const char *path, size_t max, char **out, size_t *outlen) LT_MUSTCHECK;
 

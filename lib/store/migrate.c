@@ -34,24 +34,6 @@
 
 #define SUM_HEX_LEN 64
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) LT_PRINTF(3, 4);
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    /* libpq messages end with a newline; an error string is one line. */
-    for (char *p = err; *p != '\0'; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    for (size_t n = strlen(err); n > 0 && err[n - 1] == ' '; n--)
-        err[n - 1] = '\0';
-}
-
 static void on_notice(void *arg, const char *message)
 {
     (void)arg;
@@ -80,7 +62,7 @@ static PGconn *open_conn(const char *conninfo, char *err, size_t errlen)
     PGconn *conn = PQconnectdb(conninfo);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         /* libpq's message names host and user, never the password. */
-        set_err(err, errlen, "cannot connect to the database: %s",
+        lt_errf(err, errlen, "cannot connect to the database: %s",
                 conn != NULL ? PQerrorMessage(conn) : "out of memory");
         PQfinish(conn);
         return NULL;
@@ -96,7 +78,7 @@ static int exec_params(PGconn *conn, const char *sql, int nparams, const char *c
     PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        set_err(err, errlen, "%s: %s", what, server_message(r, conn));
+        lt_errf(err, errlen, "%s: %s", what, server_message(r, conn));
         PQclear(r);
         return LT_EIO;
     }
@@ -125,11 +107,11 @@ static int checksums(const lt_migration_t *m, size_t n, char (*sums)[SUM_HEX_LEN
     for (size_t i = 0; i < n; i++) {
         /* The text goes to PQexec as a C string: an embedded NUL would cut it short. */
         if (m[i].name == NULL || m[i].sql == NULL || strlen(m[i].sql) != m[i].len) {
-            set_err(err, errlen, "migration %zu is malformed", i);
+            lt_errf(err, errlen, "migration %zu is malformed", i);
             return LT_EINVAL;
         }
         if (sha256_hex(m[i].sql, m[i].len, sums[i]) != 0) {
-            set_err(err, errlen, "cannot hash %s", m[i].name);
+            lt_errf(err, errlen, "cannot hash %s", m[i].name);
             return LT_EIO;
         }
     }
@@ -153,7 +135,7 @@ static int check_applied(PGconn *conn, const lt_migration_t *m, size_t n, char (
             continue;
         }
         if (strcmp(PQgetvalue(r, row, 1), sums[i]) != 0) {
-            set_err(err, errlen, "migration %s was changed after it was applied (checksum mismatch)", name);
+            lt_errf(err, errlen, "migration %s was changed after it was applied (checksum mismatch)", name);
             ret = LT_EINVAL;
             break;
         }
@@ -174,7 +156,7 @@ static int apply_one(PGconn *conn, const lt_migration_t *m, const char *sum, cha
     r = PQexec(conn, m->sql);
     st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-        set_err(err, errlen, "migration %s failed: %s", m->name, server_message(r, conn));
+        lt_errf(err, errlen, "migration %s failed: %s", m->name, server_message(r, conn));
         PQclear(r);
         goto fail;
     }
@@ -218,7 +200,7 @@ int lt_store_migrate(const char *conninfo, const lt_migration_t *m, size_t n, in
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (conninfo == NULL || (n > 0 && m == NULL)) {
-        set_err(err, errlen, "invalid arguments");
+        lt_errf(err, errlen, "invalid arguments");
         return LT_EINVAL;
     }
     ret = LT_ENOMEM;
@@ -273,7 +255,7 @@ int lt_store_migrate_status(const char *conninfo, const lt_migration_t *m, size_
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (conninfo == NULL || (n > 0 && m == NULL) || fn == NULL) {
-        set_err(err, errlen, "invalid arguments");
+        lt_errf(err, errlen, "invalid arguments");
         return LT_EINVAL;
     }
     if ((ret = prepare(conninfo, m, n, &sums, &conn, err, errlen)) != 0)

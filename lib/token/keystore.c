@@ -42,17 +42,6 @@ static const char sql_insert[] =
 
 static const char sql_audit[] = "SELECT latch_audit_append($1::uuid,$2,$3,$4,$5,$6,$7,$8::jsonb)";
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) LT_PRINTF(3, 4);
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The server's message, first line only: enough to act on, no multi-line detail. */
 static const char *pg_msg(PGconn *c)
 {
@@ -85,14 +74,14 @@ static int row_key(PGresult *r, int row, const lt_token_keystore_opts_t *o, lt_k
     int ret;
 
     if (lt_alg_parse(algname, &alg) != 0) {
-        set_err(err, errlen, "signing key %s has unknown alg %s", kid, algname);
+        lt_errf(err, errlen, "signing key %s has unknown alg %s", kid, algname);
         return LT_EINVAL;
     }
     unsigned char *sealed = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 2), &sealed_len);
     if (sealed == NULL)
         return LT_ENOMEM;
     if (sealed_len < LT_SEAL_OVERHEAD) {
-        set_err(err, errlen, "signing key %s: sealed value too short", kid);
+        lt_errf(err, errlen, "signing key %s: sealed value too short", kid);
         ret = LT_EINVAL;
         goto done;
     }
@@ -103,25 +92,25 @@ static int row_key(PGresult *r, int row, const lt_token_keystore_opts_t *o, lt_k
     char aad[16 + LT_KID_MAX + 1];
     int aadlen = snprintf(aad, sizeof(aad), "signing_key:%s", kid);
     if (aadlen < 0 || (size_t)aadlen >= sizeof(aad)) {
-        set_err(err, errlen, "signing key %s: kid too long", kid);
+        lt_errf(err, errlen, "signing key %s: kid too long", kid);
         ret = LT_EINVAL;
         goto done;
     }
     ret = lt_unseal(o->seal_keys, o->nseal_keys, aad, (size_t)aadlen, sealed, sealed_len, der, &der_len);
     if (ret == LT_ENOTFOUND) {
-        set_err(err, errlen, "signing key %s is sealed with master key version %u, which is not configured", kid,
+        lt_errf(err, errlen, "signing key %s is sealed with master key version %u, which is not configured", kid,
                 (unsigned)sealed[0]);
         ret = LT_EINVAL;
         goto done;
     }
     if (ret != 0) {
-        set_err(err, errlen, "signing key %s does not unseal (wrong master key?)", kid);
+        lt_errf(err, errlen, "signing key %s does not unseal (wrong master key?)", kid);
         ret = LT_EINVAL;
         goto done;
     }
     if ((ret = lt_key_from_private_der(kid, alg, der, der_len, &e->key)) != 0) {
         if (ret == LT_EINVAL)
-            set_err(err, errlen, "signing key %s is not a valid %s key", kid, algname);
+            lt_errf(err, errlen, "signing key %s is not a valid %s key", kid, algname);
         goto done;
     }
     e->active = strcmp(PQgetvalue(r, row, 3), "t") == 0;
@@ -149,13 +138,13 @@ static int load(PGconn *c, const lt_token_keystore_opts_t *o, lt_keyring_t **kr,
     snprintf(secs, sizeof(secs), "%d", o->publish_retired_s > 0 ? o->publish_retired_s : 0);
     PGresult *r = PQexecParams(c, sql_load, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_err(err, errlen, "loading signing keys: %s", pg_msg(c));
+        lt_errf(err, errlen, "loading signing keys: %s", pg_msg(c));
         PQclear(r);
         return LT_EIO;
     }
     int rows = PQntuples(r);
     if (rows > KEYS_MAX) {
-        set_err(err, errlen, "too many signing keys to publish; retire fewer or shorten the window");
+        lt_errf(err, errlen, "too many signing keys to publish; retire fewer or shorten the window");
         PQclear(r);
         return LT_ERANGE;
     }
@@ -173,7 +162,7 @@ static int load(PGconn *c, const lt_token_keystore_opts_t *o, lt_keyring_t **kr,
         return ret;
     }
     if ((ret = lt_keyring_create(entries, (size_t)n, kr)) != 0)
-        set_err(err, errlen, "building the keyring: %s", lt_strerror(ret));
+        lt_errf(err, errlen, "building the keyring: %s", lt_strerror(ret));
     return ret;
 }
 
@@ -192,11 +181,11 @@ static int create(PGconn *c, const lt_token_keystore_opts_t *o, char *err, size_
     int ret, won = 0;
 
     if (o->nseal_keys == 0 || o->seal_keys == NULL) {
-        set_err(err, errlen, "no master key to seal a new signing key with");
+        lt_errf(err, errlen, "no master key to seal a new signing key with");
         return LT_EINVAL;
     }
     if ((ret = lt_key_generate(o->alg, &key)) != 0) {
-        set_err(err, errlen, "generating a signing key: %s", lt_strerror(ret));
+        lt_errf(err, errlen, "generating a signing key: %s", lt_strerror(ret));
         return ret;
     }
     const char *kid = lt_key_kid(key), *algname = lt_alg_name(o->alg);
@@ -210,7 +199,7 @@ static int create(PGconn *c, const lt_token_keystore_opts_t *o, char *err, size_
     char aad[16 + LT_KID_MAX + 1];
     int aadlen = snprintf(aad, sizeof(aad), "signing_key:%s", kid);
     if ((ret = lt_seal(&o->seal_keys[0], aad, (size_t)aadlen, der, der_len, sealed)) != 0) {
-        set_err(err, errlen, "sealing a new signing key failed");
+        lt_errf(err, errlen, "sealing a new signing key failed");
         goto done;
     }
     hex[0] = '\\';
@@ -219,13 +208,13 @@ static int create(PGconn *c, const lt_token_keystore_opts_t *o, char *err, size_
 
     ret = LT_EIO;
     if (!exec_cmd(c, "BEGIN")) {
-        set_err(err, errlen, "storing a signing key: %s", pg_msg(c));
+        lt_errf(err, errlen, "storing a signing key: %s", pg_msg(c));
         goto done;
     }
     const char *ins[4] = {kid, algname, jwk_text, hex};
     r = PQexecParams(c, sql_insert, 4, NULL, ins, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_err(err, errlen, "storing a signing key: %s", pg_msg(c));
+        lt_errf(err, errlen, "storing a signing key: %s", pg_msg(c));
         goto rollback;
     }
     won = PQntuples(r) == 1;
@@ -237,12 +226,12 @@ static int create(PGconn *c, const lt_token_keystore_opts_t *o, char *err, size_
         PQclear(r);
         r = PQexecParams(c, sql_audit, 8, NULL, ev, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_err(err, errlen, "auditing a new signing key: %s", pg_msg(c));
+            lt_errf(err, errlen, "auditing a new signing key: %s", pg_msg(c));
             goto rollback;
         }
     }
     if (!exec_cmd(c, "COMMIT")) {
-        set_err(err, errlen, "storing a signing key: %s", pg_msg(c));
+        lt_errf(err, errlen, "storing a signing key: %s", pg_msg(c));
         goto done;
     }
     if (won)
@@ -277,7 +266,7 @@ int lt_token_keystore_load(const lt_token_keystore_opts_t *o, lt_keyring_t **out
         return LT_EINVAL;
     PGconn *c = PQconnectdb(o->conninfo);
     if (PQstatus(c) != CONNECTION_OK) {
-        set_err(err, errlen, "cannot connect: %s", pg_msg(c));
+        lt_errf(err, errlen, "cannot connect: %s", pg_msg(c));
         PQfinish(c);
         return LT_EUNAVAIL;
     }
@@ -287,7 +276,7 @@ int lt_token_keystore_load(const lt_token_keystore_opts_t *o, lt_keyring_t **out
         lt_keyring_unref(kr);
         kr = NULL;
         if (attempt == CREATE_ATTEMPTS) {
-            set_err(err, errlen, "no active signing key after %d attempts to create one", CREATE_ATTEMPTS);
+            lt_errf(err, errlen, "no active signing key after %d attempts to create one", CREATE_ATTEMPTS);
             ret = LT_EIO;
             goto done;
         }
