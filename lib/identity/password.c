@@ -247,7 +247,10 @@ static int word_core_is_dictionary(const lt_password_policy_t *p, const char *pw
     int hit = 0;
     if (other && letters >= 4 && k >= 6 && k <= 32) {
         void *aux = NULL;
-        hit = pwquality_check(p->pwq, core, NULL, NULL, &aux) == PWQ_ERROR_CRACKLIB_CHECK;
+        /* Only the dictionary verdicts count here: the core of a random password may well
+         * be "too short" or "too simple" for cracklib, which says nothing about it. */
+        hit = pwquality_check(p->pwq, core, NULL, NULL, &aux) == PWQ_ERROR_CRACKLIB_CHECK && aux != NULL &&
+              strstr((const char *)aux, "dictionary word") != NULL;
     }
     lt_wipe(core, sizeof(core));
     return hit;
