@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "pgtest.h"
+
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -196,52 +198,6 @@ typedef struct db {
         }                                                                                                              \
     } while (0)
 
-/* Rebuilds a conninfo string from `url` with another user and database name. */
-static char *conninfo_with(const char *url, const char *user, const char *db)
-{
-    char *errmsg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
-    lt_buf_t b = LT_BUF_INIT;
-    if (opts == NULL) {
-        PQfreemem(errmsg);
-        fail_msg("cannot parse LATCH_TEST_DATABASE_URL");
-    }
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        const char *v = o->val;
-        if (strcmp(o->keyword, "dbname") == 0 || strcmp(o->keyword, "user") == 0 ||
-            strcmp(o->keyword, "password") == 0)
-            continue; /* the roles of roles.sql have no password: local trust in the test cluster */
-        if (v == NULL)
-            continue;
-        assert_int_equal(lt_buf_appendf(&b, "%s='", o->keyword), 0);
-        for (const char *p = v; *p != '\0'; p++) {
-            if (*p == '\'' || *p == '\\')
-                assert_int_equal(lt_buf_append(&b, "\\", 1), 0);
-            assert_int_equal(lt_buf_append(&b, p, 1), 0);
-        }
-        assert_int_equal(lt_buf_append(&b, "' ", 2), 0);
-    }
-    assert_int_equal(lt_buf_appendf(&b, "user='%s' dbname='%s'", user, db), 0);
-    PQconninfoFree(opts);
-    return b.base;
-}
-
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static PGconn *connect_blocking(const char *conninfo)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("cannot connect: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, quiet, NULL);
-    assert_int_equal(PQsetClientEncoding(c, "UTF8"), 0);
-    return c;
-}
-
 static void exec_ok(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
@@ -322,15 +278,17 @@ static int db_setup(void **state)
     db_t *d = calloc(1, sizeof(*d));
     assert_non_null(d);
     snprintf(d->name, sizeof(d->name), "latch_audit_%d_%d", (int)getpid(), ++db_seq);
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     run_roles_sql(c);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
     exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER latch_owner", d->name);
     exec_ok(c, sql);
     PQfinish(c);
-    d->owner = conninfo_with(base_url, "latch_owner", d->name);
-    d->runtime = conninfo_with(base_url, "latch_app", d->name);
+    d->owner = pgtest_conninfo(base_url, "latch_owner", d->name);
+    d->runtime = pgtest_conninfo(base_url, "latch_app", d->name);
+    assert_non_null(d->owner);
+    assert_non_null(d->runtime);
     if (lt_store_migrate(d->owner, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0)
         fail_msg("migrate: %s", err);
     *state = d;
@@ -343,7 +301,7 @@ static int db_teardown(void **state)
     char sql[160];
     if (d == NULL)
         return 0;
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
     exec_ok(c, sql);
     PQfinish(c);
@@ -384,7 +342,7 @@ static void test_sql_matches_c(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = connect_blocking(d->runtime);
+    PGconn *c = pgtest_connect(d->runtime);
     char *v;
 
     /* latch_audit_canonical over the golden inputs gives the golden bytes. */
@@ -449,7 +407,7 @@ static void test_isolation_refused(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = connect_blocking(d->runtime);
+    PGconn *c = pgtest_connect(d->runtime);
     exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
     exec_fails(c, "SELECT latch_audit_append(NULL, NULL, 'x.y', NULL, NULL, NULL, 'success', NULL)", "25000");
     exec_ok(c, "ROLLBACK");
@@ -469,7 +427,7 @@ static void test_runtime_cannot_modify(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = connect_blocking(d->runtime);
+    PGconn *c = pgtest_connect(d->runtime);
     append(c, NULL, "alice", "login.succeeded", NULL, NULL, NULL, "success", NULL);
     exec_fails(c, "UPDATE audit_log SET event = 'x.y'", "42501");
     exec_fails(c, "DELETE FROM audit_log", "42501");
@@ -598,7 +556,7 @@ static void test_concurrent_appends(void **state)
             fail_msg("worker %d: %s", i, w[i].msg);
 
     assert_intact(d, NTHREADS * PER_THREAD);
-    PGconn *c = connect_blocking(d->runtime);
+    PGconn *c = pgtest_connect(d->runtime);
     char want[16];
     snprintf(want, sizeof(want), "%d", NTHREADS * PER_THREAD);
     /* No fork: every prev_hash is distinct and is the hash of the row before it. */
@@ -620,8 +578,8 @@ static void test_tamper(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *rt = connect_blocking(d->runtime);
-    PGconn *own = connect_blocking(d->owner);
+    PGconn *rt = pgtest_connect(d->runtime);
+    PGconn *own = pgtest_connect(d->owner);
     lt_audit_report_t rep;
     for (int i = 0; i < 6; i++)
         append(rt, NULL, "alice", "login.succeeded", NULL, "198.51.100.7", NULL, "success", "{\"n\": 1}");

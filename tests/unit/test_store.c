@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "pgtest.h"
+
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
@@ -63,49 +65,6 @@ static char *unit_conninfo;  /* base_url with dbname replaced */
         }                                                                                                              \
     } while (0)
 
-/* Rebuilds a conninfo string from `url` with another database name. */
-static char *conninfo_with_db(const char *url, const char *db)
-{
-    char *errmsg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
-    lt_buf_t b = LT_BUF_INIT;
-    if (opts == NULL) {
-        PQfreemem(errmsg);
-        return NULL;
-    }
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        const char *v = strcmp(o->keyword, "dbname") == 0 ? db : o->val;
-        if (v == NULL)
-            continue;
-        assert_int_equal(lt_buf_appendf(&b, "%s%s='", b.len > 0 ? " " : "", o->keyword), 0);
-        for (const char *p = v; *p != '\0'; p++) {
-            if (*p == '\'' || *p == '\\')
-                assert_int_equal(lt_buf_append(&b, "\\", 1), 0);
-            assert_int_equal(lt_buf_append(&b, p, 1), 0);
-        }
-        assert_int_equal(lt_buf_append(&b, "'", 1), 0);
-    }
-    if (strstr(b.base, "dbname=") == NULL)
-        assert_int_equal(lt_buf_appendf(&b, " dbname='%s'", db), 0);
-    PQconninfoFree(opts);
-    return b.base;
-}
-
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static PGconn *connect_blocking(const char *conninfo)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("cannot connect: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, quiet, NULL); /* "does not exist, skipping" */
-    return c;
-}
-
 static void exec_ok(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
@@ -125,15 +84,15 @@ static int group_setup(void **state)
     if (base_url == NULL || base_url[0] == '\0')
         return 0;
     snprintf(dbname, sizeof(dbname), "latch_unit_%d", (int)getpid());
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     char sql[128];
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
     exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
     exec_ok(c, sql);
     PQfinish(c);
-    unit_conninfo = conninfo_with_db(base_url, dbname);
-    c = connect_blocking(unit_conninfo);
+    unit_conninfo = pgtest_conninfo(base_url, NULL, dbname);
+    c = pgtest_connect(unit_conninfo);
     exec_ok(c, "CREATE TABLE t_store_unit (v int NOT NULL)");
     PQfinish(c);
     return 0;
@@ -142,7 +101,7 @@ static int group_setup(void **state)
 static void drop_database(const char *name)
 {
     char sql[160];
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
     exec_ok(c, sql);
     PQfinish(c);
@@ -602,7 +561,7 @@ static void test_connection_loss(void **state)
     env_wait_all_up(&e);
     assert_int_equal(query1(&e, ST_SLEEP, "3", &r, NULL), 0);
     run_for(e.loop, 100);
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     snprintf(sql, sizeof(sql),
              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND pid <> pg_backend_pid()",
              dbname);
@@ -698,14 +657,14 @@ static void test_migrate(void **state)
     char db[80], err[512], sql[256];
     int applied = -1, counts[4] = {0};
     snprintf(db, sizeof(db), "latch_unit_mig_%d", (int)getpid());
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     run_roles_sql(c);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db);
     exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
     exec_ok(c, sql);
     PQfinish(c);
-    char *url = conninfo_with_db(base_url, db);
+    char *url = pgtest_conninfo(base_url, NULL, db);
 
     assert_true(lt_migrations_count >= 1);
     assert_int_equal(lt_store_migrate_status(url, lt_migrations, lt_migrations_count, count_status, counts, err,
@@ -719,7 +678,7 @@ static void test_migrate(void **state)
     assert_int_equal(applied, 0);
 
     /* The runtime role can read the history but not change it. */
-    c = connect_blocking(url);
+    c = pgtest_connect(url);
     PGresult *r = PQexec(c, "SELECT has_table_privilege('latch_runtime', 'schema_migrations', 'SELECT'),"
                             " has_table_privilege('latch_runtime', 'schema_migrations', 'INSERT')");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -756,7 +715,7 @@ static void test_migrate(void **state)
     PQfinish(c);
 
     /* No database there. */
-    char *nodb = conninfo_with_db(base_url, "latch_unit_does_not_exist");
+    char *nodb = pgtest_conninfo(base_url, NULL, "latch_unit_does_not_exist");
     assert_int_equal(lt_store_migrate(nodb, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)),
                      LT_EUNAVAIL);
     free(nodb);
@@ -805,7 +764,7 @@ static void test_listener(void **state)
     assert_int_equal(lt_store_listener_start(unit_conninfo, channels, 2, 1000, on_notify, &h, &l), 0);
     assert_true(wait_atomic(&h.connects, 1, 5000));
 
-    PGconn *c = connect_blocking(unit_conninfo);
+    PGconn *c = pgtest_connect(unit_conninfo);
     exec_ok(c, "SELECT pg_notify('latch unit \"chan\"', 'hello')");
     assert_true(wait_atomic(&h.got, 1, 5000));
     assert_string_equal(h.channel, "latch unit \"chan\"");

@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "pgtest.h"
+
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -735,49 +737,6 @@ static const char *base_url;
 static char dbname[64];
 static char *db_conninfo;
 
-/* Rebuilds a conninfo string from `url` with another database name. */
-static char *conninfo_with_db(const char *url, const char *db)
-{
-    char *errmsg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &errmsg);
-    lt_buf_t b = LT_BUF_INIT;
-    if (opts == NULL) {
-        PQfreemem(errmsg);
-        return NULL;
-    }
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        const char *v = strcmp(o->keyword, "dbname") == 0 ? db : o->val;
-        if (v == NULL)
-            continue;
-        assert_int_equal(lt_buf_appendf(&b, "%s%s='", b.len > 0 ? " " : "", o->keyword), 0);
-        for (const char *p = v; *p != '\0'; p++) {
-            if (*p == '\'' || *p == '\\')
-                assert_int_equal(lt_buf_append(&b, "\\", 1), 0);
-            assert_int_equal(lt_buf_append(&b, p, 1), 0);
-        }
-        assert_int_equal(lt_buf_append(&b, "'", 1), 0);
-    }
-    if (strstr(b.base, "dbname=") == NULL)
-        assert_int_equal(lt_buf_appendf(&b, " dbname='%s'", db), 0);
-    PQconninfoFree(opts);
-    return b.base;
-}
-
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static PGconn *connect_blocking(const char *conninfo)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("cannot connect: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, quiet, NULL);
-    return c;
-}
-
 static void exec_ok(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
@@ -826,14 +785,14 @@ static int group_setup(void **state)
         return 0;
     char sql[128], err[512];
     snprintf(dbname, sizeof(dbname), "latch_unit_token_%d", (int)getpid());
-    PGconn *c = connect_blocking(base_url);
+    PGconn *c = pgtest_connect(base_url);
     run_sql_file(c, "roles.sql");
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
     exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
     exec_ok(c, sql);
     PQfinish(c);
-    db_conninfo = conninfo_with_db(base_url, dbname);
+    db_conninfo = pgtest_conninfo(base_url, NULL, dbname);
     int applied = 0;
     if (lt_store_migrate(db_conninfo, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0) {
         fprintf(stderr, "migrate: %s\n", err);
@@ -847,7 +806,7 @@ static int group_teardown(void **state)
     (void)state;
     if (db_conninfo != NULL) {
         char sql[160];
-        PGconn *c = connect_blocking(base_url);
+        PGconn *c = pgtest_connect(base_url);
         snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
         exec_ok(c, sql);
         PQfinish(c);
@@ -888,7 +847,7 @@ static void test_keystore(void **state)
         mk[0].key[i] = (uint8_t)(0xA0 + i);
         mk[1].key[i] = (uint8_t)(0x10 + i);
     }
-    PGconn *c = connect_blocking(db_conninfo);
+    PGconn *c = pgtest_connect(db_conninfo);
     exec_ok(c, "DELETE FROM signing_keys");
     char *events_before = query_one(c, "SELECT count(*) FROM audit_log WHERE event = 'key.created'");
 
@@ -980,7 +939,7 @@ static void test_keystore(void **state)
     assert_non_null(strstr(err, kid2));
 
     /* No database. */
-    char *nodb = conninfo_with_db(base_url, "latch_no_such_db");
+    char *nodb = pgtest_conninfo(base_url, NULL, "latch_no_such_db");
     o.conninfo = nodb;
     assert_int_equal(lt_token_keystore_load(&o, &kr, err, sizeof(err)), LT_EUNAVAIL);
     free(nodb);
