@@ -94,6 +94,17 @@ static int load_config(ctx_t *ctx)
 }
 
 /* The migrations run as the owner role; database_owner_url defaults to database_url. */
+/* database_url, or NULL after saying it is missing (tools may load a config without it). */
+static const char *runtime_url(ctx_t *ctx)
+{
+    const char *url = ctx->cfg.database_url;
+    if (url == NULL || url[0] == '\0') {
+        fprintf(stderr, "latchctl: configuration: database_url is not set\n");
+        return NULL;
+    }
+    return url;
+}
+
 static const char *owner_url(ctx_t *ctx)
 {
     const char *url = ctx->cfg.database_owner_url;
@@ -225,13 +236,8 @@ static int cmd_audit(ctx_t *ctx, int argc, char **argv)
         fprintf(stderr, "latchctl: audit verify: unknown argument '%s'\n", argv[2]);
         return 2;
     }
-    if (load_config(ctx) != 0)
+    if (load_config(ctx) != 0 || (url = runtime_url(ctx)) == NULL)
         return 1;
-    url = ctx->cfg.database_url;
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "latchctl: configuration: database_url is not set\n");
-        return 1;
-    }
     if (lt_audit_verify(url, &rep, err, sizeof(err)) != 0) {
         fprintf(stderr, "latchctl: audit verify: %s\n", err);
         return 1;
@@ -373,12 +379,8 @@ static int cmd_bootstrap(ctx_t *ctx, int argc, char **argv)
         fprintf(stderr, "latchctl: bootstrap: --email %s\n", why);
         return 2;
     }
-    if (load_config(ctx) != 0)
+    if (load_config(ctx) != 0 || runtime_url(ctx) == NULL)
         return 1;
-    if (ctx->cfg.database_url == NULL || ctx->cfg.database_url[0] == '\0') {
-        fprintf(stderr, "latchctl: configuration: database_url is not set\n");
-        return 1;
-    }
     if (read_password("bootstrap", &pw) != 0)
         return 1;
     if ((ret = lt_password_policy_create(ctx->cfg.password_min_length, &policy)) != 0) {
@@ -420,49 +422,16 @@ done:
 }
 
 /*
- * hash-password only needs the argon2 parameters, so it must not depend on the keys it
- * does not use: database_url and master_key (required by validation) get throw-away
- * placeholders when the environment sets neither them nor their _FILE variants. The
- * parameters then come from the same sources as latchd's (defaults, --config or
- * LATCH_CONFIG, LATCH_ARGON2_*), or, with --no-config, from the defaults alone.
+ * hash-password needs only the argon2 parameters: from the same sources as latchd's
+ * (defaults, --config or LATCH_CONFIG, LATCH_ARGON2_*), or with --no-config the defaults.
  */
 static int load_config_for_hashing(ctx_t *ctx, int no_config)
 {
-    static const char *const placeholder_keys[] = {"LATCH_DATABASE_URL", "LATCH_MASTER_KEY"};
-    char key_b64[64], master[96], err[512];
-    uint8_t raw[32];
-    size_t n = 0;
-    for (char **e = environ; !no_config && *e != NULL; e++)
-        n++;
-    char **envp = calloc(n + 3, sizeof(*envp));
-    if (envp == NULL || lt_random(raw, sizeof(raw)) != 0) {
-        free(envp);
-        fprintf(stderr, "latchctl: hash-password: out of memory or randomness\n");
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++)
-        envp[i] = environ[i];
-    key_b64[lt_b64url_encode(key_b64, raw, sizeof(raw))] = '\0';
-    snprintf(master, sizeof(master), "LATCH_MASTER_KEY=%s", key_b64);
-    char *placeholders[] = {"LATCH_DATABASE_URL=unused-by-hash-password", master};
-    for (size_t k = 0; k < 2; k++) {
-        size_t kl = strlen(placeholder_keys[k]);
-        int given = 0;
-        for (size_t i = 0; i < n && !given; i++)
-            given = strncmp(envp[i], placeholder_keys[k], kl) == 0 &&
-                    (envp[i][kl] == '=' || strncmp(envp[i] + kl, "_FILE=", 6) == 0);
-        if (!given)
-            envp[n++] = placeholders[k];
-    }
+    char err[512];
     const char *path = no_config ? NULL : ctx->config_path != NULL ? ctx->config_path : getenv("LATCH_CONFIG");
     if (path != NULL && path[0] == '\0')
         path = NULL;
-    int ret = lt_config_load_ex(&ctx->cfg, path, envp, LT_CONFIG_CLIENT, err, sizeof(err));
-    lt_wipe(raw, sizeof(raw));
-    lt_wipe(key_b64, sizeof(key_b64));
-    lt_wipe(master, sizeof(master));
-    free(envp);
-    if (ret != 0) {
+    if (lt_config_load_ex(&ctx->cfg, path, no_config ? NULL : environ, LT_CONFIG_CLIENT, err, sizeof(err)) != 0) {
         fprintf(stderr, "latchctl: configuration: %s\n", err);
         return -1;
     }

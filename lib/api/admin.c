@@ -95,15 +95,6 @@ static char *pool_json(lt_req_t *r, const json_t *v)
     return p;
 }
 
-/* Registers `name` as a field of the body and returns its raw value (any type), for the
- * one field the lt__api_in_* readers have no type for (roles, an array). */
-static json_t *in_raw(lt_api_in_t *in, const char *name)
-{
-    if (in->nknown < LT_API_IN_MAX_FIELDS)
-        in->known[in->nknown++] = name;
-    return in->body != NULL ? json_object_get(in->body, name) : NULL;
-}
-
 static void internal_error(lt_req_t *r, const char *what)
 {
     lt_log(LT_LOG_ERROR, "api", "request %s: %s", r->request_id, what);
@@ -294,15 +285,8 @@ typedef struct {
     char limit[8];
 } page_t;
 
-static void q_error(json_t **errors, const char *field, const char *message)
-{
-    if (*errors == NULL)
-        *errors = json_array();
-    json_array_append_new(*errors, json_pack("{s:s, s:s}", "field", field, "message", message));
-}
-
-/* limit (1..200, default 50) and cursor; problems are added to `errors`. */
-static void page_parse(lt_req_t *r, page_t *p, json_t **errors)
+/* limit (1..200, default 50) and cursor; problems are recorded in `q`. */
+static void page_parse(lt_req_t *r, page_t *p, lt_api_in_t *q)
 {
     const char *limit = lt_req_query(r, "limit"), *cursor = lt_req_query(r, "cursor");
     memset(p, 0, sizeof(*p));
@@ -311,26 +295,18 @@ static void page_parse(lt_req_t *r, page_t *p, json_t **errors)
         size_t n = strlen(limit);
         long v = n >= 1 && n <= 3 && strspn(limit, "0123456789") == n ? strtol(limit, NULL, 10) : -1;
         if (v < 1 || v > LIMIT_MAX)
-            q_error(errors, "limit", "must be an integer from 1 to 200");
+            lt__api_in_error(q, "limit", "must be an integer from 1 to 200");
         else
             snprintf(p->limit, sizeof(p->limit), "%ld", v);
     }
     if (cursor != NULL) {
         if (lt_admin_cursor_decode(cursor, p->us, p->id) != 0) {
-            q_error(errors, "cursor", "is not a cursor this service returned");
+            lt__api_in_error(q, "cursor", "is not a cursor this service returned");
         } else {
             p->after_us = p->us;
             p->after_id = p->id;
         }
     }
-}
-
-static int q_done(lt_req_t *r, json_t *errors)
-{
-    if (errors == NULL)
-        return 0;
-    lt_http_problem_fields(r, 400, "invalid_request", "The query has invalid parameters.", errors);
-    return -1;
 }
 
 /* ---- tenants ------------------------------------------------------------------------- */
@@ -379,11 +355,11 @@ static int on_tenant_list(lt_req_t *r)
 {
     caller_t c;
     page_t p;
-    json_t *errors = NULL;
+    lt_api_in_t q = {0}; /* query parameters: errors only, no body */
     if (caller_get(r, &c) != 0)
         return 0;
-    page_parse(r, &p, &errors);
-    if (q_done(r, errors) != 0)
+    page_parse(r, &p, &q);
+    if (lt__api_in_done(r, &q) != 0)
         return 0;
     const char *params[] = {c.scope, p.after_us, p.after_id, p.limit};
     admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_LIST], params, 4, on_page_done, NULL);
@@ -436,14 +412,10 @@ static void on_user_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx
 /* roles: an array of built-in role names; NULL after recording an error. */
 static json_t *roles_parse(lt_api_in_t *in)
 {
-    json_t *v = in_raw(in, "roles"), *e;
+    json_t *v = lt__api_in_arr(in, "roles", 0), *e;
     size_t i;
-    if (v == NULL)
-        return json_array();
-    if (!json_is_array(v)) {
-        lt__api_in_error(in, "roles", "must be an array of role names");
-        return NULL;
-    }
+    if (v == NULL) /* absent (no roles) or not an array (error recorded) */
+        return json_object_get(in->body, "roles") == NULL ? json_array() : NULL;
     json_array_foreach(v, i, e)
     {
         const char *s = json_string_value(e);
@@ -524,18 +496,18 @@ static int on_user_list(lt_req_t *r)
 {
     caller_t c;
     page_t p;
-    json_t *errors = NULL;
+    lt_api_in_t q = {0}; /* query parameters: errors only, no body */
     if (caller_get(r, &c) != 0)
         return 0;
-    page_parse(r, &p, &errors);
+    page_parse(r, &p, &q);
     const char *email = lt_req_query(r, "email"), *tenant_id = lt_req_query(r, "tenant_id");
     if (email != NULL && strlen(email) > LT_ADMIN_EMAIL_MAX)
-        q_error(&errors, "email", "must be at most 320 bytes");
+        lt__api_in_error(&q, "email", "must be at most 320 bytes");
     if (email != NULL && email[0] == '\0')
         email = NULL;
     if (tenant_id != NULL && !lt_auth_uuid_ok(tenant_id))
-        q_error(&errors, "tenant_id", "must be a UUID");
-    if (q_done(r, errors) != 0)
+        lt__api_in_error(&q, "tenant_id", "must be a UUID");
+    if (lt__api_in_done(r, &q) != 0)
         return 0;
     const char *params[] = {c.scope, tenant_id, email, p.after_us, p.after_id, p.limit};
     admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_LIST], params, 6, on_page_done, NULL);

@@ -516,14 +516,20 @@ static void logged_out(lt_req_t *r, const char *err, PGresult *res, void *ctx)
         send_no_content(r, 204);
 }
 
-static int on_logout(lt_req_t *r)
+/* Runs a statement taking (sid, user_id, tenant_id, ip, request_id) for the bearer. */
+static int bearer_session_call(lt_req_t *r, const lt_store_stmt_t *stmt, lt_api_query_cb cb)
 {
     const lt_token_t *t = me_bearer(r);
     if (t != NULL) {
         const char *p[] = {t->sid, t->sub, t->tenant, lt_req_peer(r), r->request_id};
-        (void)lt__api_query(r, &lt_auth_stmt_logout, p, 5, logged_out, NULL);
+        (void)lt__api_query(r, stmt, p, 5, cb, NULL);
     }
     return 0;
+}
+
+static int on_logout(lt_req_t *r)
+{
+    return bearer_session_call(r, &lt_auth_stmt_logout, logged_out);
 }
 
 static void logged_out_all(lt_req_t *r, const char *err, PGresult *res, void *ctx)
@@ -540,12 +546,7 @@ static void logged_out_all(lt_req_t *r, const char *err, PGresult *res, void *ct
 
 static int on_logout_all(lt_req_t *r)
 {
-    const lt_token_t *t = me_bearer(r);
-    if (t != NULL) {
-        const char *p[] = {t->sid, t->sub, t->tenant, lt_req_peer(r), r->request_id};
-        (void)lt__api_query(r, &lt_auth_stmt_logout_all, p, 5, logged_out_all, NULL);
-    }
-    return 0;
+    return bearer_session_call(r, &lt_auth_stmt_logout_all, logged_out_all);
 }
 
 /* ---- password change ----------------------------------------------------------------- */

@@ -101,6 +101,18 @@ json_t *lt__api_in_obj(lt_api_in_t *in, const char *name, int required)
     return v;
 }
 
+json_t *lt__api_in_arr(lt_api_in_t *in, const char *name, int required)
+{
+    json_t *v = in_get(in, name, required);
+    if (v == NULL)
+        return NULL;
+    if (!json_is_array(v)) {
+        lt__api_in_error(in, name, "must be an array");
+        return NULL;
+    }
+    return v;
+}
+
 int lt__api_in_bool(lt_api_in_t *in, const char *name, int def)
 {
     json_t *v = in_get(in, name, 0);

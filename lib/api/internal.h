@@ -67,7 +67,8 @@ void lt__api_store_problem(lt_req_t *r, const char *err);
  * lt__api_in_* read one field each, recording a {field, message} error for a missing
  * required field, a wrong type or a string over `maxlen` bytes (or holding a NUL);
  * lt__api_in_done answers 400 `invalid_request` with every error collected, also naming
- * fields the endpoint does not know.
+ * fields the endpoint does not know. A zeroed lt_api_in_t (no body) collects errors of
+ * query parameters the same way.
  */
 #define LT_API_IN_MAX_FIELDS 16
 typedef struct lt_api_in {
@@ -83,6 +84,8 @@ int lt__api_body_read(lt_req_t *r, lt_api_in_t *in) LT_MUSTCHECK;
 const char *lt__api_in_str(lt_api_in_t *in, const char *name, int required, size_t maxlen);
 /* An object field (borrowed); NULL when absent or invalid. */
 json_t *lt__api_in_obj(lt_api_in_t *in, const char *name, int required);
+/* An array field (borrowed); NULL when absent or not an array. */
+json_t *lt__api_in_arr(lt_api_in_t *in, const char *name, int required);
 /* A boolean field: 0/1, or `def` when absent; -1 (error recorded) when not a boolean. */
 int lt__api_in_bool(lt_api_in_t *in, const char *name, int def);
 /* Records a custom error for a field. */

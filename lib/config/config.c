@@ -540,9 +540,15 @@ static int validate(load_t *ld)
         bool empty = k->type == LT_CFG_STRING && **(char **)field(ld, k) == '\0';
         if (k->def != NULL || (ld->given[i] && !empty))
             continue;
-        /* Tools need the master key only for some commands (keys); those check it. */
-        if ((ld->flags & LT_CONFIG_CLIENT) && k->type == LT_CFG_KEY32)
+        /* Tools need secrets only for some commands (the database for migrate, bootstrap,
+         * audit; nothing for hash-password): those commands check what they use. An absent
+         * secret string reads as "", an absent key as all zero bytes. */
+        if ((ld->flags & LT_CONFIG_CLIENT) && k->secret) {
+            char **str = field(ld, k);
+            if (k->type == LT_CFG_STRING && *str == NULL && (*str = strdup("")) == NULL)
+                return failf(ld, LT_ENOMEM, NULL, "out of memory");
             continue;
+        }
         snprintf(where, sizeof(where), "key '%s'", k->name);
         env_name(env, sizeof(env), k->name);
         if (k->secret)

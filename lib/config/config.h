@@ -106,8 +106,9 @@ int lt_config_load(lt_config_t *cfg, const char *path, char *const *envp, char *
 
 /* Flags for lt_config_load_ex. */
 enum {
-    LT_CONFIG_CLIENT = 1, /* for tools (latchctl): skip checks that only the server needs (TLS files; the
-                             master key may be absent: then it is all zero bytes) */
+    LT_CONFIG_CLIENT = 1, /* for tools (latchctl): skip checks that only the server needs (TLS files) and
+                             let required secrets be absent ("" / all zero bytes): each command
+                             checks the ones it uses */
 };
 
 /** lt_config_load with flags. */

@@ -8,7 +8,10 @@
 #define LT_TESTS_PGTEST_H
 
 #include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
 
@@ -60,6 +63,26 @@ static inline PGconn *pgtest_connect(const char *conninfo)
     PQsetNoticeProcessor(c, pgtest_quiet, NULL);
     assert_int_equal(PQsetClientEncoding(c, "UTF8"), 0);
     return c;
+}
+
+/* Runs sql/roles.sql (idempotent) as the connected superuser. */
+static inline void pgtest_run_roles_sql(PGconn *c)
+{
+    const char *root = getenv("LATCH_SOURCE_ROOT");
+    char path[1024], *sql = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof(path), "%s/sql/roles.sql", root != NULL ? root : ".");
+    assert_int_equal(lt_read_file(path, 1 << 20, &sql, &len), 0);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        /* Another test program may be creating the same roles right now: retry once. */
+        PQclear(r);
+        usleep(200000);
+        r = PQexec(c, sql);
+    }
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    free(sql);
 }
 
 #endif

@@ -250,25 +250,6 @@ static long long append(PGconn *c, const char *tenant, const char *actor, const 
     return id;
 }
 
-static void run_roles_sql(PGconn *c)
-{
-    const char *root = getenv("LATCH_SOURCE_ROOT");
-    char path[1024], *sql = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof(path), "%s/sql/roles.sql", root != NULL ? root : ".");
-    assert_int_equal(lt_read_file(path, 1 << 20, &sql, &len), 0);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        /* Another test program may be creating the same roles right now: retry once. */
-        PQclear(r);
-        usleep(200000);
-        r = PQexec(c, sql);
-    }
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    free(sql);
-}
-
 static int db_setup(void **state)
 {
     char sql[160], err[512];
@@ -279,7 +260,7 @@ static int db_setup(void **state)
     assert_non_null(d);
     snprintf(d->name, sizeof(d->name), "latch_audit_%d_%d", (int)getpid(), ++db_seq);
     PGconn *c = pgtest_connect(base_url);
-    run_roles_sql(c);
+    pgtest_run_roles_sql(c);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
     exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER latch_owner", d->name);

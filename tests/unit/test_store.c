@@ -623,25 +623,6 @@ static void test_close_fails_pending(void **state)
 
 /* ---- migrations ------------------------------------------------------------------------- */
 
-static void run_roles_sql(PGconn *c)
-{
-    const char *root = getenv("LATCH_SOURCE_ROOT");
-    char path[1024], *sql = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof(path), "%s/sql/roles.sql", root != NULL ? root : ".");
-    assert_int_equal(lt_read_file(path, 1 << 20, &sql, &len), 0);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        /* Another test program may be creating the same roles right now: retry once. */
-        PQclear(r);
-        usleep(200000);
-        r = PQexec(c, sql);
-    }
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    free(sql);
-}
-
 static void count_status(const char *name, lt_migration_state_t st, const char *at, void *data)
 {
     int *counts = data;
@@ -658,7 +639,7 @@ static void test_migrate(void **state)
     int applied = -1, counts[4] = {0};
     snprintf(db, sizeof(db), "latch_unit_mig_%d", (int)getpid());
     PGconn *c = pgtest_connect(base_url);
-    run_roles_sql(c);
+    pgtest_run_roles_sql(c);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db);
     exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
