@@ -98,7 +98,7 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
 {
     int ret;
     if ((ret = lt__api_ops_routes(api, router)) != 0 || (ret = lt__api_auth_routes(api, router)) != 0 ||
-        (ret = lt__api_admin_routes(api, router)) != 0)
+        (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0)
         return ret;
     return 0;
 }

@@ -11,7 +11,6 @@
  *   DELETE /v1/me/sessions/{id}             ends one of them
  *   POST   /v1/me/logout-all                ends all of them
  *   POST   /v1/me/password                  {current_password, new_password}
- *   GET    /.well-known/jwks.json           the public keys (cacheable)
  *
  * Each flow is a chain of at most one async step at a time: parse input -> query ->
  * hasher job -> query -> respond. Its state is a small ctx struct in the request pool,
@@ -769,35 +768,6 @@ static int on_reset_confirm(lt_req_t *r)
     return 0;
 }
 
-/* ---- JWKS ---------------------------------------------------------------------------- */
-
-/*
- * The active key and keys retired less than a token lifetime (plus the verifiers' clock
- * leeway) ago: every unexpired token stays verifiable. Rendered per request: a ring holds
- * a handful of keys, and which retired keys are still published changes with the clock.
- */
-static int on_jwks(lt_req_t *r)
-{
-    const lt_config_t *cfg = cfg_of(r);
-    lt_keyring_t *kr = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
-    char *text = NULL;
-    size_t n = 0;
-    int64_t since = (int64_t)(lt_now_ms() / 1000) - cfg->access_token_ttl - LT_TOKEN_LEEWAY;
-    int ret = kr != NULL ? lt_keyring_jwks(kr, since, &text, &n) : LT_ESTATE;
-    if (kr != NULL)
-        lt_keyring_unref(kr);
-    if (ret != 0) {
-        lt_http_add_header(r, "cache-control", "no-store"); /* a cacheable route: say it for errors */
-        unavailable(r, "No signing key is loaded yet.");
-        return 0;
-    }
-    char cc[48];
-    snprintf(cc, sizeof(cc), "public, max-age=%d", cfg->jwks_max_age);
-    lt_http_add_header(r, "cache-control", cc);
-    lt_http_send(r, 200, "application/jwk-set+json", text, n);
-    free(text);
-    return 0;
-}
 
 /* ---- registration -------------------------------------------------------------------- */
 
@@ -820,6 +790,5 @@ int lt__api_auth_routes(lt_api_t *api, lt_router_t *router)
     ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/me/sessions/{id}", on_session_delete, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/me/logout-all", on_logout_all, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/me/password", on_password_change, 0);
-    ret = ret ? ret : lt_router_add(router, "GET", "/.well-known/jwks.json", on_jwks, LT_ROUTE_CACHEABLE);
     return ret;
 }

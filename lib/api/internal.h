@@ -12,15 +12,33 @@
 #include "crypto/hasher.h"
 #include "crypto/keyring.h"
 #include "http/response.h"
+#include "identity/clients.h"
 #include "identity/password.h"
 #include "store/store.h"
+#include "token/cache.h"
+#include "token/revset.h"
 #include "token/token.h"
 
 struct pg_result;
 
-/* Notification channels, index-aligned with lt__api_channel_names. */
-enum { LT_CHANNEL_TEST = 0, LT_CHANNEL_COUNT };
+/* Notification channels (LISTEN), index-aligned with lt__api_channel_names. */
+enum { LT_CHANNEL_TEST = 0, LT_CHANNEL_REVOCATIONS, LT_CHANNEL_KEYS, LT_CHANNEL_CLIENTS, LT_CHANNEL_COUNT };
 extern const char *const lt__api_channel_names[LT_CHANNEL_COUNT];
+
+/*
+ * What the control thread broadcasts to the workers (lt_http_server_broadcast) after it has
+ * applied a notification or a resync to the shared state:
+ *   LT_BC_REVOCATIONS  payload: a batch in revset wire form (lines), to apply and push to
+ *                      the worker's SSE streams
+ *   LT_BC_REV_SYNCED   payload: decimal seq; the worker's set is complete up to it (/readyz
+ *                      stays 503 until a worker has seen this once)
+ *   LT_BC_KEYS         the keyring holder has a new ring: take a reference, bump ring_gen
+ *   LT_BC_CLIENTS      the clients holder has a new snapshot: take a reference
+ */
+#define LT_BC_REVOCATIONS "latch_revocations"
+#define LT_BC_REV_SYNCED "latch.revocations.synced"
+#define LT_BC_KEYS "latch.keys"
+#define LT_BC_CLIENTS "latch.clients"
 
 struct lt_api {
     const lt_config_t *cfg;
@@ -28,6 +46,9 @@ struct lt_api {
     lt_keyring_holder_t keys;     /* signing keys; swapped by the control thread later */
     lt_hasher_t *hasher;          /* argon2id pool shared by every worker */
     lt_password_policy_t *policy; /* runs on the hasher threads */
+    lt_clients_holder_t clients;  /* OAuth clients; swapped by the control thread */
+    uint64_t rev_seq;             /* control thread only: highest revocation seq broadcast */
+    void *maint;                  /* maintenance thread (api.c) */
 };
 
 typedef struct lt_api_worker {
@@ -37,6 +58,13 @@ typedef struct lt_api_worker {
     lt_hasher_port_t *hasher;
     uint64_t notifications[LT_CHANNEL_COUNT]; /* single writer: this worker */
     uint64_t resyncs;                         /* listener (re)connects seen */
+    lt_keyring_t *ring;                       /* this worker's reference (LT_BC_KEYS) */
+    uint64_t ring_gen;                        /* bumped on every ring swap */
+    lt_clients_t *clients;                    /* this worker's reference (LT_BC_CLIENTS) */
+    lt_tcache_t *tcache;                      /* verified access tokens */
+    lt_revset_t *revs;                        /* revoked sids and jtis */
+    int revs_synced;                          /* saw LT_BC_REV_SYNCED at least once */
+    void *streams;                            /* revocation SSE streams (revocations.c) */
 } lt_api_worker_t;
 
 static inline lt_api_worker_t *lt__api_worker(lt_req_t *r)
@@ -133,6 +161,61 @@ json_t *lt__api_json_parse(const char *text);
 /* Sends a JSON document given as text (e.g. built by PostgreSQL) with `status`. */
 void lt__api_send_json_text(lt_req_t *r, int status, const char *text);
 
+/* ---- tokens in memory (api.c) -------------------------------------------------------- */
+
+/* The worker's current keyring (NULL before keys load): no lock, no reference to drop. */
+static inline lt_keyring_t *lt__api_ring(lt_req_t *r)
+{
+    return lt__api_worker(r)->ring;
+}
+
+/* 1 when the token's session (sid) or the token itself (jti) is revoked, from memory. */
+int lt__api_revoked(lt_req_t *r, const lt_token_t *t);
+
+/* ---- OAuth (oauth.c) ---------------------------------------------------------------- */
+
+/*
+ * An application/x-www-form-urlencoded body (RFC 6749 §3.2 style): parsed into the request
+ * pool; a parameter given twice, a body that is not form-encoded or not UTF-8 is answered
+ * 400 invalid_request (OAuth error JSON) by lt__api_form_read.
+ */
+#define LT_API_FORM_MAX 16
+typedef struct lt_api_form {
+    int n;
+    const char *names[LT_API_FORM_MAX], *values[LT_API_FORM_MAX];
+    size_t lens[LT_API_FORM_MAX];
+} lt_api_form_t;
+/** @return 0, or -1 when an error has been sent. */
+int lt__api_form_read(lt_req_t *r, lt_api_form_t *f) LT_MUSTCHECK;
+/* The value of `name`, NULL when absent. */
+const char *lt__api_form_get(const lt_api_form_t *f, const char *name);
+
+/* An RFC 6749 §5.2 error: {"error", "error_description"} with Cache-Control: no-store
+ * (401 also carries WWW-Authenticate: Basic realm="latch"). */
+void lt__api_oauth_error(lt_req_t *r, int status, const char *error, const char *description);
+
+/*
+ * Client authentication (client_secret_basic or client_secret_post with `f`, which may be
+ * NULL for requests without a form body): the client, or NULL after answering 401
+ * invalid_client. Using both methods at once is refused (400 invalid_request). The client
+ * borrows from the worker's snapshot: valid until the handler returns, not across async
+ * work (copy what you need into the request pool).
+ */
+const lt_client_t *lt__api_client_auth(lt_req_t *r, const lt_api_form_t *f);
+
+/* ---- refresh rotation (auth.c), shared by /v1/auth/refresh and /oauth2/token -------- */
+
+typedef enum { LT_API_ERRORS_PROBLEM, LT_API_ERRORS_OAUTH } lt_api_errors_t;
+/*
+ * Rotates the refresh token `token` and answers the request itself: 200 with the token
+ * response, or invalid_grant (problem+json or RFC 6749 §5.2 per `style`). With a client
+ * (`client_id`, `client_tenant` copied into the request pool, else both NULL) the
+ * session must belong to the client's tenant and the access token's client_id is the
+ * client's.
+ */
+void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
+                     lt_api_errors_t style);
+
 /* ---- route registration per surface ------------------------------------------------ */
 int lt__api_ops_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_ops_statements(void);
@@ -140,5 +223,15 @@ int lt__api_auth_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_auth_statements(void);
 int lt__api_admin_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_admin_statements(void);
+int lt__api_oauth_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_oauth_statements(void);
+int lt__api_keys_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_keys_statements(void);
+int lt__api_clients_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_revocations_routes(lt_api_t *api, lt_router_t *router);
+/* revocations.c: per-worker SSE streams. */
+int lt__api_streams_init(lt_api_worker_t *w) LT_MUSTCHECK;
+void lt__api_streams_push(lt_api_worker_t *w, const char *batch); /* after the revset applied it */
+void lt__api_streams_close(lt_api_worker_t *w);                    /* worker teardown: end them all */
 
 #endif

@@ -104,6 +104,11 @@ static const lt_config_key_t keys[] = {
     K_INT(lockout_account_max_delay, 1, 3600, "60", false, "longest gap forced between attempts on a slowed account, seconds"),
     K_INT(login_ip_limit, 0, 1000000, "100", false, "login attempts per client IP per login_ip_window; 0 = no limit"),
     K_INT(login_ip_window, 1, 86400, "60", false, "window of the per-IP login limit, seconds"),
+    K_INT(refresh_reuse_grace, 0, 300, "10", false, "a repeat of a just-rotated refresh token this soon returns its successor instead of counting as reuse, seconds"),
+    K_INT(key_prepublish, 0, 604800, "3600", false, "a rotated-in signing key is published this long before it signs, seconds (at least jwks_max_age)"),
+    K_INT(key_rotation_interval, 0, 31536000, "0", false, "rotate the signing key automatically this often, seconds; 0 = only on request"),
+    K_INT(token_cache_size, 16, 16777216, "65536", false, "verified access tokens cached per worker for introspection"),
+    K_INT(maintenance_interval_ms, 100, 60000, "1000", false, "how often key promotion and clean-up run, milliseconds"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -574,6 +579,13 @@ static int validate(load_t *ld)
         return failf(ld, LT_EINVAL, "key 'issuer'", "must be an https:// (or, for development, http://) URL");
     if (*c->audience == '\0')
         return failf(ld, LT_EINVAL, "key 'audience'", "empty");
+    if (c->key_prepublish < c->jwks_max_age)
+        return failf(ld, LT_EINVAL, "key 'key_prepublish'",
+                     "%d is less than jwks_max_age (%d): caches could miss a key that already signs", c->key_prepublish,
+                     c->jwks_max_age);
+    if (c->key_rotation_interval != 0 && c->key_rotation_interval <= c->key_prepublish)
+        return failf(ld, LT_EINVAL, "key 'key_rotation_interval'", "%d must exceed key_prepublish (%d)",
+                     c->key_rotation_interval, c->key_prepublish);
     if (*c->database_owner_url == '\0') {
         char *copy = strdup(c->database_url);
         if (copy == NULL)

@@ -74,6 +74,11 @@ typedef struct lt_config {
     int lockout_account_max_delay;
     int login_ip_limit;
     int login_ip_window;
+    int refresh_reuse_grace;
+    int key_prepublish;
+    int key_rotation_interval;
+    int token_cache_size;
+    int maintenance_interval_ms;
 } lt_config_t;
 
 /* One row of the key table, exposed for documentation checks and --help. */

@@ -175,6 +175,16 @@ def test_keepalive_request_during_worker_teardown_is_refused(latchd_factory):
     conns = keepalive_conns_per_worker(d.h2c_url, 2)
     busy, still = conns[0]
     idle = conns[1]
+    # /readyz answered on one connection at start-up, which says nothing of worker 0's own
+    # pool: wait until it has a store connection, or the sleep fails fast with 503.
+    deadline = time.monotonic() + 10
+    while True:
+        http1_send(busy, "/readyz")
+        status, _, _ = http1_read(busy)
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == 200
     http1_send(busy, "/debug/sleep?ms=4000")  # keeps worker 0 in its loop, worker 1 waits
     time.sleep(0.3)
     d.signal(signal.SIGTERM)

@@ -1,0 +1,92 @@
+/*
+ * clients: OAuth 2.0 confidential clients (RFC 6749 §2.1) per tenant, and the in-memory
+ * snapshot of them that authenticates callers of the /oauth2 endpoints without a database round trip.
+ *
+ * A client has a public id ("lc_" + 22 base64url chars, 128 random bits) and a secret
+ * ("lcs_" + 43 base64url chars, 256 random bits) shown once at creation; only the secret's
+ * SHA-256 is stored (a 256-bit random secret needs no slow hash), and it is compared in
+ * constant time. Also: name, allowed grant types (client_credentials, refresh_token),
+ * scopes it may request, and service permissions (e.g. "introspect", "revoke",
+ * "revocations"; the policy issue maps them onto roles).
+ *
+ * Table oauth_clients and its functions: sql/0007_clients.sql. Every change there sends
+ * NOTIFY latch_clients; the control thread then reloads the whole snapshot
+ * (lt_clients_load) and swaps it in (lt_clients_holder_t), and each worker takes a
+ * reference to the new one.
+ *
+ * Threading: a snapshot is immutable and refcounted (atomic): share it across threads.
+ * lt_clients_load blocks (control thread, latchctl).
+ */
+#ifndef LT_IDENTITY_CLIENTS_H
+#define LT_IDENTITY_CLIENTS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "store/store.h"
+
+#define LT_CLIENT_ID_LEN 25     /* "lc_" + 22 */
+#define LT_CLIENT_SECRET_LEN 47 /* "lcs_" + 43 */
+
+enum { LT_GRANT_CLIENT_CREDENTIALS = 1u << 0, LT_GRANT_REFRESH_TOKEN = 1u << 1 };
+
+typedef struct lt_client {
+    const char *id;        /* client_id */
+    const char *uuid;      /* row id */
+    const char *tenant_id; /* UUID text */
+    const char *name;
+    unsigned grants;       /* LT_GRANT_* bits */
+    const char *const *scopes; /* NULL-terminated */
+    const char *const *permissions; /* NULL-terminated */
+    uint8_t secret_hash[32];
+} lt_client_t;
+
+typedef struct lt_clients lt_clients_t;
+
+/* An empty snapshot (one reference). @return 0 or LT_ENOMEM. */
+int lt_clients_empty(lt_clients_t **out) LT_MUSTCHECK;
+lt_clients_t *lt_clients_ref(lt_clients_t *cs);
+void lt_clients_unref(lt_clients_t *cs);
+size_t lt_clients_count(const lt_clients_t *cs);
+
+/* The live (not deleted) client with this client_id, or NULL. O(1). */
+const lt_client_t *lt_clients_find(const lt_clients_t *cs, const char *client_id, size_t n);
+
+/*
+ * Client authentication: 1 when `secret` is the client's (SHA-256, constant-time compare),
+ * else 0. Costs the same whether or not the client exists (pass NULL: a dummy compare runs).
+ */
+int lt_client_check_secret(const lt_client_t *c, const char *secret, size_t n);
+
+int lt_client_has_permission(const lt_client_t *c, const char *perm);
+int lt_client_has_scope(const lt_client_t *c, const char *scope, size_t n);
+
+/**
+ * Loads every live client from PostgreSQL (blocking, its own connection).
+ * @return 0 and a snapshot (one reference), LT_EUNAVAIL (cannot connect), LT_EIO, LT_ENOMEM.
+ */
+int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t errlen) LT_MUSTCHECK;
+
+/* Holds the current snapshot for readers on many threads (as lt_keyring_holder_t). */
+typedef struct lt_clients_holder {
+    lt_clients_t *cs;
+    void *lock;
+} lt_clients_holder_t;
+int lt_clients_holder_init(lt_clients_holder_t *h) LT_MUSTCHECK;
+/* A new reference, or NULL while none was set. */
+lt_clients_t *lt_clients_holder_get(lt_clients_holder_t *h);
+void lt_clients_holder_set(lt_clients_holder_t *h, lt_clients_t *cs);
+void lt_clients_holder_dispose(lt_clients_holder_t *h);
+
+/* A new client id and secret with the secret's SHA-256 as hex (65 bytes). @return 0 or LT_EIO. */
+int lt_client_credentials_new(char id[LT_CLIENT_ID_LEN + 1], char secret[LT_CLIENT_SECRET_LEN + 1],
+                              char hash_hex[65]) LT_MUSTCHECK;
+
+/* Statements of the admin surface (lib/api/admin_clients.c); lt_clients_statements registers them. */
+extern lt_store_stmt_t lt_clients_stmt_create, lt_clients_stmt_list, lt_clients_stmt_get, lt_clients_stmt_delete,
+    lt_clients_stmt_rotate_secret;
+int lt_clients_statements(void) LT_MUSTCHECK;
+
+#endif

@@ -1,0 +1,1 @@
+#include "token/cache.h"

@@ -1,0 +1,1 @@
+-- 0007_tokens: (in progress)

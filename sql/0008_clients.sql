@@ -1,0 +1,1 @@
+-- 0008_clients: (in progress)
