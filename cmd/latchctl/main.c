@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -23,8 +24,10 @@
 #include "config/config.h"
 #include "crypto/hasher.h"
 #include "identity/admin.h"
+#include "identity/clients.h"
 #include "identity/password.h"
 #include "store/store.h"
+#include "token/token.h"
 
 #ifndef LATCH_VERSION
 #define LATCH_VERSION "0.1.0"
@@ -49,6 +52,8 @@ static int cmd_migrate(ctx_t *ctx, int argc, char **argv);
 static int cmd_audit(ctx_t *ctx, int argc, char **argv);
 static int cmd_bootstrap(ctx_t *ctx, int argc, char **argv);
 static int cmd_hash_password(ctx_t *ctx, int argc, char **argv);
+static int cmd_keys(ctx_t *ctx, int argc, char **argv);
+static int cmd_clients(ctx_t *ctx, int argc, char **argv);
 
 static const command_t commands[] = {
     {"migrate", "[--status]", "apply pending database migrations (--status: list applied and pending)", cmd_migrate},
@@ -56,6 +61,8 @@ static const command_t commands[] = {
     {"bootstrap", "OPTIONS", "create a tenant and its first admin (--tenant, --email; password on stdin)",
      cmd_bootstrap},
     {"hash-password", "[--no-config] [--time N]", "print the argon2id PHC string of the password on stdin", cmd_hash_password},
+    {"keys", "rotate|list", "rotate the signing key (a new key signs after key_prepublish), list keys", cmd_keys},
+    {"clients", "create|list|delete", "manage a tenant's OAuth clients (see latchctl clients --help)", cmd_clients},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -499,6 +506,297 @@ static int cmd_hash_password(ctx_t *ctx, int argc, char **argv)
     printf("%s\n", phc);
     free(phc);
     return 0;
+}
+
+/* ---- clients ------------------------------------------------------------------------------ */
+
+/*
+ * clients create|list|delete: OAuth clients of one tenant, as the runtime user
+ * (database_url), audited with actor "latchctl". create prints the client as JSON with its
+ * client_secret, the only time the secret is shown; list prints a JSON array (no secrets).
+ */
+static void clients_usage(FILE *out)
+{
+    fprintf(out, "usage: latchctl [--config PATH] clients create --tenant NAME --name TEXT\n"
+                 "                --grant client_credentials[,refresh_token] [--scope S1,S2,...]\n"
+                 "                [--permission introspect,revoke,revocations]\n"
+                 "       latchctl [--config PATH] clients list --tenant NAME\n"
+                 "       latchctl [--config PATH] clients delete --tenant NAME CLIENT_ID\n\n"
+                 "create makes a confidential OAuth client in tenant NAME and prints it as JSON,\n"
+                 "with client_id and client_secret: store the secret now, it is shown only once\n"
+                 "(Latch keeps its SHA-256). list prints the tenant's clients as a JSON array.\n"
+                 "delete removes a client (CLIENT_ID or its row id); it stops authenticating on\n"
+                 "every instance at once. Exit status: 0 done, 1 error (no such tenant or\n"
+                 "client, database trouble), 2 usage or invalid argument.\n");
+}
+
+/* "a,b,c" as a JSON array of strings; NULL for an empty element. */
+static json_t *comma_list(const char *s)
+{
+    json_t *arr = json_array();
+    for (const char *p = s; arr != NULL;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || json_array_append_new(arr, json_stringn(p, n)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    return arr;
+}
+
+static int clients_print(json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    if (text == NULL) {
+        fprintf(stderr, "latchctl: clients: out of memory\n");
+        return 1;
+    }
+    printf("%s\n", text);
+    lt_wipe(text, strlen(text)); /* create's holds the secret */
+    free(text);
+    return 0;
+}
+
+static int cmd_clients(ctx_t *ctx, int argc, char **argv)
+{
+    const char *tenant = NULL, *name = NULL, *grants = NULL, *scopes = NULL, *perms = NULL, *client = NULL, *v = NULL;
+    const char *why = NULL;
+    json_t *g = NULL, *s = NULL, *p = NULL, *out = NULL;
+    char err[512];
+    int status = 2, ret;
+
+    if (argc < 2) {
+        fprintf(stderr, "latchctl: clients: expected create, list or delete (see latchctl clients --help)\n");
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        clients_usage(stdout);
+        return 0;
+    }
+    const char *sub = argv[1];
+    int create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0, del = strcmp(sub, "delete") == 0;
+    if (!create && !list && !del) {
+        fprintf(stderr, "latchctl: clients: unknown subcommand '%s' (see latchctl clients --help)\n", sub);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            clients_usage(stdout);
+            return 0;
+        }
+        if (opt_value(argc, argv, &i, "--tenant", &v))
+            tenant = v;
+        else if (create && opt_value(argc, argv, &i, "--name", &v))
+            name = v;
+        else if (create && opt_value(argc, argv, &i, "--grant", &v))
+            grants = v;
+        else if (create && opt_value(argc, argv, &i, "--scope", &v))
+            scopes = v;
+        else if (create && opt_value(argc, argv, &i, "--permission", &v))
+            perms = v;
+        else if (del && argv[i][0] != '-' && client == NULL) {
+            client = v = argv[i];
+        } else {
+            fprintf(stderr, "latchctl: clients %s: unknown argument '%s' (see latchctl clients --help)\n", sub, argv[i]);
+            return 2;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "latchctl: clients %s: %s needs a value\n", sub, argv[i]);
+            return 2;
+        }
+    }
+    if (tenant == NULL || !lt_admin_tenant_name_ok(tenant)) {
+        fprintf(stderr, "latchctl: clients %s: --tenant NAME is required (1 to 63 of a-z, 0-9 and '-')\n", sub);
+        return 2;
+    }
+    if (create) {
+        if (name == NULL || grants == NULL) {
+            fprintf(stderr, "latchctl: clients create: --name and --grant are required\n");
+            return 2;
+        }
+        if ((why = lt_client_name_problem(name)) != NULL) {
+            fprintf(stderr, "latchctl: clients create: --name %s\n", why);
+            return 2;
+        }
+        g = comma_list(grants);
+        s = scopes != NULL ? comma_list(scopes) : json_array();
+        p = perms != NULL ? comma_list(perms) : json_array();
+        if (g == NULL || lt_client_list_check(g, LT_CLIENT_LIST_GRANTS, &why) != 0) {
+            fprintf(stderr, "latchctl: clients create: --grant %s\n", why != NULL ? why : "has an empty element");
+            goto done;
+        }
+        if (s == NULL || lt_client_list_check(s, LT_CLIENT_LIST_SCOPES, &why) != 0) {
+            fprintf(stderr, "latchctl: clients create: --scope %s\n", s == NULL ? "has an empty element" : why);
+            goto done;
+        }
+        if (p == NULL || lt_client_list_check(p, LT_CLIENT_LIST_PERMISSIONS, &why) != 0) {
+            fprintf(stderr, "latchctl: clients create: --permission %s\n", p == NULL ? "has an empty element" : why);
+            goto done;
+        }
+    } else if (del && client == NULL) {
+        fprintf(stderr, "latchctl: clients delete: CLIENT_ID is required\n");
+        return 2;
+    }
+    status = 1;
+    if (load_config(ctx) != 0 || runtime_url(ctx) == NULL)
+        goto done;
+    const char *url = ctx->cfg.database_url;
+    if (create)
+        ret = lt_clients_admin_create(url, tenant, name, g, s, p, "latchctl", &out, err, sizeof(err));
+    else if (list)
+        ret = lt_clients_admin_list(url, tenant, &out, err, sizeof(err));
+    else
+        ret = lt_clients_admin_delete(url, tenant, client, "latchctl", err, sizeof(err));
+    if (ret != 0) {
+        fprintf(stderr, "latchctl: clients %s: %s\n", sub, err[0] != '\0' ? err : lt_strerror(ret));
+        goto done;
+    }
+    if (del) {
+        printf("deleted %s\n", client);
+        status = 0;
+    } else {
+        status = clients_print(out);
+    }
+done:
+    if (out != NULL && create) {
+        json_t *sec = json_object_get(out, "client_secret");
+        if (sec != NULL)
+            lt_wipe((void *)json_string_value(sec), json_string_length(sec));
+    }
+    json_decref(out);
+    json_decref(g);
+    json_decref(s);
+    json_decref(p);
+    return status;
+}
+
+/* ---- keys ----------------------------------------------------------------------------- */
+
+#define EXIT_KEY_PENDING 3 /* keys rotate: a next key is scheduled already; nothing changed */
+#define KEYS_LIST_LIMIT 100
+
+static void unix_rfc3339(int64_t t, char *out, size_t n)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, n, "%lld", (long long)t);
+}
+
+static int keys_usage(FILE *out)
+{
+    fprintf(out, "usage: latchctl [--config PATH] keys rotate\n"
+                 "       latchctl [--config PATH] keys list [--json]\n\n"
+                 "rotate  creates a signing key of signing_alg, sealed under master_key, as the next\n"
+                 "        key: published in the JWKS at once, signing key_prepublish seconds later\n"
+                 "        (every latchd picks it up through NOTIFY). Prints kid=... and\n"
+                 "        activates_at=... (RFC 3339). Exit 3 when a next key is scheduled already.\n"
+                 "list    prints every key with its state (next, current, previous, retired) as a\n"
+                 "        table, or as the JSON document of GET /v1/admin/keys with --json.\n");
+    return out == stdout ? 0 : 2;
+}
+
+static int keys_rotate(ctx_t *ctx)
+{
+    static const uint8_t zero[32];
+    char err[512], kid[LT_KID_MAX + 1], when[32];
+    int64_t at = 0;
+    const char *url;
+    if (load_config(ctx) != 0 || (url = runtime_url(ctx)) == NULL)
+        return 1;
+    const lt_config_t *cfg = &ctx->cfg;
+    if (lt_ct_eq(cfg->master_key, zero, sizeof(zero))) {
+        fprintf(stderr, "latchctl: configuration: master_key is not set (it seals the new key)\n");
+        return 1;
+    }
+    lt_seal_key_t seal = {.version = (uint8_t)cfg->master_key_version};
+    memcpy(seal.key, cfg->master_key, sizeof(seal.key));
+    lt_token_keystore_opts_t o = {
+        .conninfo = url,
+        .seal_keys = &seal,
+        .nseal_keys = 1,
+        .alg = cfg->signing_alg == LT_CONFIG_ALG_EDDSA ? LT_ALG_EDDSA : LT_ALG_ES256,
+        .publish_retired_s = cfg->access_token_ttl + LT_TOKEN_LEEWAY,
+    };
+    int ret = lt_token_keys_rotate(&o, cfg->key_prepublish, "latchctl", kid, &at, err, sizeof(err));
+    lt_wipe(&seal, sizeof(seal));
+    if (ret == LT_EEXIST) {
+        fprintf(stderr, "latchctl: keys rotate: %s\n", err);
+        return EXIT_KEY_PENDING;
+    }
+    if (ret != 0) {
+        fprintf(stderr, "latchctl: keys rotate: %s\n", err[0] != '\0' ? err : lt_strerror(ret));
+        return 1;
+    }
+    unix_rfc3339(at, when, sizeof(when));
+    printf("kid=%s\nalg=%s\nstate=next\nactivates_at=%s\n", kid, lt_alg_name(o.alg), when);
+    return 0;
+}
+
+static const char *str_or_dash(const json_t *o, const char *name)
+{
+    const char *v = json_string_value(json_object_get(o, name));
+    return v != NULL ? v : "-";
+}
+
+static int keys_list(ctx_t *ctx, int as_json)
+{
+    char err[512], *text = NULL;
+    const char *url;
+    if (load_config(ctx) != 0 || (url = runtime_url(ctx)) == NULL)
+        return 1;
+    int ret = lt_token_keys_list(url, KEYS_LIST_LIMIT, &text, err, sizeof(err));
+    if (ret != 0) {
+        fprintf(stderr, "latchctl: keys list: %s\n", err[0] != '\0' ? err : lt_strerror(ret));
+        return 1;
+    }
+    if (as_json) {
+        printf("%s\n", text);
+        free(text);
+        return 0;
+    }
+    json_t *doc = json_loads(text, 0, NULL);
+    free(text);
+    json_t *items = json_object_get(doc, "items");
+    if (!json_is_array(items)) {
+        json_decref(doc);
+        fprintf(stderr, "latchctl: keys list: unexpected answer from the database\n");
+        return 1;
+    }
+    printf("%-24s %-8s %-6s %-20s %-20s %s\n", "KID", "STATE", "ALG", "CREATED", "ACTIVATES", "RETIRED");
+    size_t i;
+    json_t *k;
+    json_array_foreach (items, i, k)
+        printf("%-24s %-8s %-6s %-20s %-20s %s\n", str_or_dash(k, "kid"), str_or_dash(k, "state"),
+               str_or_dash(k, "alg"), str_or_dash(k, "created_at"), str_or_dash(k, "activates_at"),
+               str_or_dash(k, "retired_at"));
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_keys(ctx_t *ctx, int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return keys_usage(stdout);
+    if (argc == 2 && strcmp(argv[1], "rotate") == 0)
+        return keys_rotate(ctx);
+    if (argc >= 2 && strcmp(argv[1], "list") == 0) {
+        if (argc == 2)
+            return keys_list(ctx, 0);
+        if (argc == 3 && strcmp(argv[2], "--json") == 0)
+            return keys_list(ctx, 1);
+        fprintf(stderr, "latchctl: keys list: unknown argument '%s'\n", argv[2]);
+        return 2;
+    }
+    if (argc >= 2 && strcmp(argv[1], "rotate") == 0) {
+        fprintf(stderr, "latchctl: keys rotate: unknown argument '%s'\n", argv[2]);
+        return 2;
+    }
+    fprintf(stderr, "latchctl: keys: expected 'rotate' or 'list'\n");
+    return keys_usage(stderr);
 }
 
 /* ---- main ---------------------------------------------------------------------------- */

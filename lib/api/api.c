@@ -7,34 +7,52 @@
  */
 #include <h2o.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/internal.h"
 #include "audit/audit.h"
+#include "identity/auth.h"
 
 const char *const lt__api_channel_names[LT_CHANNEL_COUNT] = {
     [LT_CHANNEL_TEST] = "latch_test", /* proves the fan-out; carries nothing */
+    [LT_CHANNEL_REVOCATIONS] = "latch_revocations",
+    [LT_CHANNEL_KEYS] = "latch_keys",
+    [LT_CHANNEL_CLIENTS] = "latch_clients",
 };
+
+/* Revocation lines per broadcast when an instance catches up. */
+#define RESYNC_BATCH 512
+/* Successor tokens and expired revocations are cleaned up this often, ms. */
+#define CLEANUP_EVERY_MS 10000
 
 /*
  * Loads the signing keys (creating the first one) into the holder. Blocking: runs on the
  * main thread at start and on the listener's control thread after it (re)connects, so a
  * latchd started while PostgreSQL is down begins signing once it is back.
  */
-static int load_keys(lt_api_t *api)
+static void keystore_opts(const lt_api_t *api, lt_token_keystore_opts_t *o, lt_seal_key_t *seal)
 {
     const lt_config_t *cfg = api->cfg;
-    lt_seal_key_t seal = {.version = (uint8_t)cfg->master_key_version};
-    memcpy(seal.key, cfg->master_key, sizeof(seal.key));
-    lt_token_keystore_opts_t o = {
+    seal->version = (uint8_t)cfg->master_key_version;
+    memcpy(seal->key, cfg->master_key, sizeof(seal->key));
+    *o = (lt_token_keystore_opts_t){
         .conninfo = cfg->database_url,
-        .seal_keys = &seal,
+        .seal_keys = seal,
         .nseal_keys = 1,
         .alg = cfg->signing_alg == LT_CONFIG_ALG_EDDSA ? LT_ALG_EDDSA : LT_ALG_ES256,
-        /* A retired key must verify every token it signed until those expire. */
+        /* A key that stopped signing must verify every token it signed until those expire. */
         .publish_retired_s = cfg->access_token_ttl + LT_TOKEN_LEEWAY,
     };
+}
+
+static int load_keys(lt_api_t *api)
+{
+    lt_seal_key_t seal;
+    lt_token_keystore_opts_t o;
+    keystore_opts(api, &o, &seal);
     char err[256] = "";
     lt_keyring_t *kr = NULL;
     int ret = lt_token_keystore_load(&o, &kr, err, sizeof(err));
@@ -50,6 +68,133 @@ static int load_keys(lt_api_t *api)
     return 0;
 }
 
+/* Loads the OAuth clients into the holder (blocking: start-up and control thread). */
+static int load_clients(lt_api_t *api)
+{
+    char err[256] = "";
+    lt_clients_t *cs = NULL;
+    int ret = lt_clients_load(api->cfg->database_url, &cs, err, sizeof(err));
+    if (ret != 0) {
+        lt_log(LT_LOG_WARN, "api", "OAuth clients not loaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "",
+               err);
+        return ret;
+    }
+    lt_log(LT_LOG_DEBUG, "api", "OAuth clients loaded: %zu", lt_clients_count(cs));
+    lt_clients_holder_set(&api->clients, cs);
+    return 0;
+}
+
+/* ---- maintenance thread ------------------------------------------------------------- */
+
+/*
+ * Periodic work that must happen even when no request comes: promoting and retiring
+ * signing keys (and automatic rotation), dropping sealed refresh successors once their
+ * grace window has passed, pruning expired revocations. Every instance runs it; the SQL
+ * takes locks, so instances do not step on each other. Blocking libpq on its own
+ * connection, off the workers' loops.
+ */
+typedef struct maint {
+    lt_api_t *api;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stop; /* guarded by lock */
+} maint_t;
+
+static void maint_tick(lt_api_t *api, PGconn **conn, uint64_t *last_cleanup)
+{
+    const lt_config_t *cfg = api->cfg;
+    char err[256] = "";
+    if (*conn == NULL || PQstatus(*conn) != CONNECTION_OK) {
+        if (*conn != NULL)
+            PQfinish(*conn);
+        *conn = PQconnectdb(cfg->database_url);
+        if (PQstatus(*conn) != CONNECTION_OK) {
+            PQfinish(*conn);
+            *conn = NULL;
+            return;
+        }
+    }
+    lt_seal_key_t seal;
+    lt_token_keystore_opts_t o;
+    keystore_opts(api, &o, &seal);
+    int changed = 0;
+    int ret = lt_token_keys_maintain(*conn, &o, cfg->key_rotation_interval, cfg->key_prepublish, &changed, err,
+                                     sizeof(err));
+    lt_wipe(&seal, sizeof(seal));
+    if (ret != 0)
+        lt_log(LT_LOG_WARN, "api", "key maintenance: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "", err);
+    uint64_t now = lt_monotonic_ns() / 1000000;
+    if (now - *last_cleanup >= CLEANUP_EVERY_MS) {
+        *last_cleanup = now;
+        err[0] = '\0';
+        if ((ret = lt_auth_maintain(*conn, cfg->refresh_reuse_grace, err, sizeof(err))) != 0)
+            lt_log(LT_LOG_WARN, "api", "token clean-up: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "", err);
+    }
+}
+
+static void *maint_main(void *arg)
+{
+    maint_t *m = arg;
+    PGconn *conn = NULL;
+    uint64_t last_cleanup = 0;
+    int interval = m->api->cfg->maintenance_interval_ms;
+    pthread_mutex_lock(&m->lock);
+    while (!m->stop) {
+        pthread_mutex_unlock(&m->lock);
+        maint_tick(m->api, &conn, &last_cleanup);
+        pthread_mutex_lock(&m->lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += interval / 1000;
+        ts.tv_nsec += (long)(interval % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!m->stop && pthread_cond_timedwait(&m->cond, &m->lock, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (conn != NULL)
+        PQfinish(conn);
+    return NULL;
+}
+
+static int maint_start(lt_api_t *api)
+{
+    maint_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return LT_ENOMEM;
+    m->api = api;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    if (pthread_create(&m->thread, NULL, maint_main, m) != 0) {
+        pthread_cond_destroy(&m->cond);
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return LT_EIO;
+    }
+    api->maint = m;
+    return 0;
+}
+
+static void maint_stop(lt_api_t *api)
+{
+    maint_t *m = api->maint;
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->stop = 1;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(m->thread, NULL);
+    pthread_cond_destroy(&m->cond);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    api->maint = NULL;
+}
+
 int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
 {
     int ret;
@@ -61,8 +206,14 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
         free(api);
         return ret;
     }
+    if ((ret = lt_clients_holder_init(&api->clients)) != 0) {
+        lt_keyring_holder_dispose(&api->keys);
+        free(api);
+        return ret;
+    }
     if ((ret = lt__api_ops_statements()) != 0 || (ret = lt_audit_statements()) != 0 ||
-        (ret = lt__api_auth_statements()) != 0 || (ret = lt__api_admin_statements()) != 0)
+        (ret = lt__api_auth_statements()) != 0 || (ret = lt__api_admin_statements()) != 0 ||
+        (ret = lt__api_oauth_statements()) != 0 || (ret = lt__api_keys_statements()) != 0)
         goto fail;
     if ((ret = lt_password_policy_create(cfg->password_min_length, &api->policy)) != 0) {
         lt_log(LT_LOG_ERROR, "api", "password policy: %s", lt_strerror(ret));
@@ -87,6 +238,15 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
     ret = load_keys(api);
     if (ret == LT_EINVAL)
         goto fail;
+    /* Clients come again with every listener (re)connect; an empty set until then. */
+    if (load_clients(api) != 0) {
+        lt_clients_t *none = NULL;
+        if ((ret = lt_clients_empty(&none)) != 0)
+            goto fail;
+        lt_clients_holder_set(&api->clients, none);
+    }
+    if ((ret = maint_start(api)) != 0)
+        goto fail;
     *out = api;
     return 0;
 fail:
@@ -98,9 +258,25 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
 {
     int ret;
     if ((ret = lt__api_ops_routes(api, router)) != 0 || (ret = lt__api_auth_routes(api, router)) != 0 ||
-        (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0)
+        (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0 ||
+        (ret = lt__api_oauth_routes(api, router)) != 0 || (ret = lt__api_clients_routes(api, router)) != 0 ||
+        (ret = lt__api_revocations_routes(api, router)) != 0)
         return ret;
     return 0;
+}
+
+static void worker_free(lt_api_worker_t *w)
+{
+    lt__api_streams_close(w);
+    lt_hasher_port_destroy(&w->hasher);
+    lt_store_close(&w->store);
+    lt_tcache_destroy(&w->tcache);
+    lt_revset_destroy(&w->revs);
+    if (w->ring != NULL)
+        lt_keyring_unref(w->ring);
+    if (w->clients != NULL)
+        lt_clients_unref(w->clients);
+    free(w);
 }
 
 static int worker_init(int id, struct st_h2o_evloop_t *loop, void **app, void *data)
@@ -125,11 +301,14 @@ static int worker_init(int id, struct st_h2o_evloop_t *loop, void **app, void *d
         free(w);
         return ret;
     }
-    if ((ret = lt_hasher_port_create(api->hasher, loop, &w->hasher)) != 0) {
-        lt_store_close(&w->store);
-        free(w);
+    if ((ret = lt_hasher_port_create(api->hasher, loop, &w->hasher)) != 0 ||
+        (ret = lt_tcache_create((size_t)cfg->token_cache_size, &w->tcache)) != 0 ||
+        (ret = lt_revset_create(&w->revs)) != 0 || (ret = lt__api_streams_init(w)) != 0) {
+        worker_free(w);
         return ret;
     }
+    w->ring = lt_keyring_holder_get(&api->keys);
+    w->clients = lt_clients_holder_get(&api->clients);
     *app = w;
     return 0;
 }
@@ -140,16 +319,13 @@ static void worker_fini(void *app, void *data)
     (void)data;
     if (w == NULL)
         return;
-    lt_hasher_port_destroy(&w->hasher);
-    lt_store_close(&w->store);
-    free(w);
+    worker_free(w);
 }
 
 static void worker_notify(void *app, const char *channel, const char *payload, void *data)
 {
     lt_api_worker_t *w = app;
-    (void)payload;
-    (void)data;
+    lt_api_t *api = data;
     if (channel == NULL) {
         LT_COUNTER_ADD(w->resyncs, 1);
         return;
@@ -157,6 +333,31 @@ static void worker_notify(void *app, const char *channel, const char *payload, v
     for (int i = 0; i < LT_CHANNEL_COUNT; i++)
         if (strcmp(channel, lt__api_channel_names[i]) == 0)
             LT_COUNTER_ADD(w->notifications[i], 1);
+    int64_t now = (int64_t)(lt_now_ms() / 1000);
+    if (strcmp(channel, LT_BC_REVOCATIONS) == 0) {
+        int bad = lt_revset_apply(w->revs, payload, now);
+        if (bad != 0)
+            lt_log(LT_LOG_WARN, "api", "worker %d: %d revocation lines not applied", w->id, bad);
+        lt_revset_prune(w->revs, now);
+        __atomic_store_n(&w->m_rev_entries, (uint64_t)lt_revset_count(w->revs), __ATOMIC_RELAXED);
+        __atomic_store_n(&w->m_rev_seq, lt_revset_seq(w->revs), __ATOMIC_RELAXED);
+        lt__api_streams_push(w, payload);
+    } else if (strcmp(channel, LT_BC_REV_SYNCED) == 0) {
+        w->revs_synced = 1;
+    } else if (strcmp(channel, LT_BC_KEYS) == 0) {
+        lt_keyring_t *kr = lt_keyring_holder_get(&api->keys);
+        if (w->ring != NULL)
+            lt_keyring_unref(w->ring);
+        w->ring = kr;
+        w->ring_gen++;
+    } else if (strcmp(channel, LT_BC_CLIENTS) == 0) {
+        lt_clients_t *cs = lt_clients_holder_get(&api->clients);
+        if (cs != NULL) {
+            if (w->clients != NULL)
+                lt_clients_unref(w->clients);
+            w->clients = cs;
+        }
+    }
 }
 
 void lt_api_http_app(lt_api_t *api, lt_http_app_t *out)
@@ -178,20 +379,79 @@ const char *const *lt_api_channels(size_t *count)
     return lt__api_channel_names;
 }
 
+typedef struct {
+    lt_api_t *api;
+    size_t lines;
+} resync_t;
+
+static int resync_batch(const char *batch, void *data)
+{
+    resync_t *rs = data;
+    lt_http_server_broadcast(rs->api->server, LT_BC_REVOCATIONS, batch);
+    for (const char *p = batch; *p != '\0'; p++)
+        rs->lines += *p == '\n';
+    rs->lines++;
+    return 0;
+}
+
+/*
+ * The revocations this instance may have missed (all of them at start-up), then "synced":
+ * a worker reports ready only after that. Runs with LISTEN already active, so anything
+ * committed meanwhile also arrives as a notification (applying twice is harmless).
+ */
+static void resync_revocations(lt_api_t *api)
+{
+    char err[256] = "";
+    PGconn *c = PQconnectdb(api->cfg->database_url);
+    uint64_t last = api->rev_seq;
+    resync_t rs = {.api = api};
+    int ret = PQstatus(c) == CONNECTION_OK ? lt_token_revocations_fetch(c, api->rev_seq, RESYNC_BATCH, resync_batch,
+                                                                          &rs, &last, err, sizeof(err))
+                                           : LT_EUNAVAIL;
+    PQfinish(c);
+    if (ret != 0) {
+        lt_log(LT_LOG_WARN, "api", "revocations not reloaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "",
+               err);
+        return;
+    }
+    if (last > api->rev_seq)
+        api->rev_seq = last;
+    char seq[24];
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)api->rev_seq);
+    lt_http_server_broadcast(api->server, LT_BC_REV_SYNCED, seq);
+    lt_log(LT_LOG_INFO, "api", "revocations in memory up to seq %s (%zu reloaded)", seq, rs.lines);
+}
+
 void lt_api_on_notify(const char *channel, const char *payload, void *data)
 {
     lt_api_t *api = data;
+    if (api->server == NULL)
+        return;
     if (channel == NULL) {
-        /* (Re)connected: load the signing keys if start-up could not. */
-        lt_keyring_t *kr = lt_keyring_holder_get(&api->keys);
-        int have = kr != NULL && lt_keyring_active(kr) != NULL;
-        if (kr != NULL)
-            lt_keyring_unref(kr);
-        if (!have)
-            (void)load_keys(api);
+        /* (Re)connected: anything may have changed while we were not listening. */
+        lt_http_server_broadcast(api->server, NULL, NULL);
+        if (load_keys(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_KEYS, "");
+        if (load_clients(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_CLIENTS, "");
+        resync_revocations(api);
+        return;
     }
-    if (api->server != NULL)
-        lt_http_server_broadcast(api->server, channel, payload);
+    if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_REVOCATIONS]) == 0) {
+        uint64_t seq = strtoull(payload, NULL, 10);
+        if (seq > api->rev_seq)
+            api->rev_seq = seq;
+        lt_http_server_broadcast(api->server, LT_BC_REVOCATIONS, payload);
+        return;
+    }
+    if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_KEYS]) == 0) {
+        if (load_keys(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_KEYS, "");
+    } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_CLIENTS]) == 0) {
+        if (load_clients(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_CLIENTS, "");
+    }
+    lt_http_server_broadcast(api->server, channel, payload);
 }
 
 void lt_api_destroy(lt_api_t **pa)
@@ -199,9 +459,11 @@ void lt_api_destroy(lt_api_t **pa)
     lt_api_t *api = *pa;
     if (api == NULL)
         return;
+    maint_stop(api);
     lt_hasher_destroy(&api->hasher);
     lt_password_policy_destroy(&api->policy);
     lt_keyring_holder_dispose(&api->keys);
+    lt_clients_holder_dispose(&api->clients);
     free(api);
     *pa = NULL;
 }

@@ -15,8 +15,15 @@
  * Each flow is a chain of at most one async step at a time: parse input -> query ->
  * hasher job -> query -> respond. Its state is a small ctx struct in the request pool,
  * wiped when the request ends (it holds fresh refresh/reset tokens). The SQL and its
- * reasoning (lockout ordering, atomic consumption of tokens) live in sql/0004_auth.sql and
- * lib/identity/auth.c; this file only orchestrates and answers.
+ * reasoning (lockout ordering, atomic consumption of tokens) live in sql/0004_auth.sql,
+ * sql/0007_tokens.sql and lib/identity/auth.c; this file only orchestrates and answers.
+ *
+ * Refresh (lt__api_refresh, also behind grant_type=refresh_token of /oauth2/token): a
+ * repeat presentation within refresh_reuse_grace is answered with the successor already
+ * issued (kept sealed under the master key for that window), never a second one; any
+ * other presentation of a used token ends the session (reuse) and, like every other
+ * failure, answers invalid_grant. Access tokens name the client (LT_TOKEN_FIRST_PARTY_CLIENT
+ * for the /v1/auth endpoints) and carry the user's email as `username`.
  *
  * Login answers the same 401 `invalid_credentials` with the same body for an unknown
  * tenant, an unknown email, a disabled or locked user and a wrong password, after exactly
@@ -172,25 +179,30 @@ static void weak_password(lt_req_t *r, const char *field, const char *reason)
  * token response would then throw away). */
 static int keys_ready(lt_req_t *r)
 {
-    lt_keyring_t *kr = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
-    int ok = kr != NULL && lt_keyring_active(kr) != NULL;
-    if (kr != NULL)
-        lt_keyring_unref(kr);
-    if (!ok)
-        unavailable(r, "No signing key is loaded yet.");
-    return ok;
+    lt_keyring_t *kr = lt__api_ring(r);
+    if (kr != NULL && lt_keyring_active(kr) != NULL)
+        return 1;
+    unavailable(r, "No signing key is loaded yet.");
+    return 0;
 }
+
+/* How a token response is shaped, and for whom the access token is. */
+typedef struct {
+    const char *client_id;  /* the access token's client_id */
+    lt_api_errors_t style;  /* PROBLEM: first-party shape (session_id); OAUTH: RFC 6749 §5.1 */
+} token_out_t;
 
 /*
  * The token response of login and refresh: a new access token for session `s` of user
  * `sub` in tenant `tenant`, and the refresh token `rt` already stored for it.
  */
-static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s, const char *rt)
+static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s, const char *rt,
+                        const token_out_t *o)
 {
     const lt_config_t *cfg = cfg_of(r);
     json_t *roles = lt__api_json_parse(s->roles);
     json_t *amr = s->amr != NULL ? lt__api_json_parse(s->amr) : json_pack("[s]", "pwd");
-    lt_keyring_t *kr = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
+    lt_keyring_t *kr = lt__api_ring(r);
     char *jwt = NULL;
     int ret = LT_ESTATE;
     if (kr != NULL && json_is_array(roles) && json_is_array(amr)) {
@@ -200,6 +212,8 @@ static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const 
             .sub = sub,
             .sid = s->session_id,
             .tenant = tenant,
+            .client_id = o->client_id,
+            .username = s->email != NULL && s->email[0] != '\0' ? s->email : NULL,
             .scope = "",
             .acr = s->acr,
             .roles = roles,
@@ -210,21 +224,30 @@ static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const 
         };
         ret = lt_token_issue(kr, &c, &jwt, NULL, 0);
     }
-    if (kr != NULL)
-        lt_keyring_unref(kr);
     json_decref(roles);
     json_decref(amr);
     if (ret != 0) {
         lt_log(LT_LOG_ERROR, "api", "request %s: access token not issued: %s", r->request_id, lt_strerror(ret));
-        unavailable(r, "Access tokens cannot be issued now.");
+        if (o->style == LT_API_ERRORS_OAUTH) {
+            lt_http_add_header(r, "retry-after", "1");
+            lt__api_oauth_error(r, 503, "temporarily_unavailable", "Access tokens cannot be issued now.");
+        } else {
+            unavailable(r, "Access tokens cannot be issued now.");
+        }
         return;
     }
-    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s}", "access_token", jwt, "token_type", "Bearer", "expires_in",
-                             cfg->access_token_ttl, "refresh_token", rt, "session_id", s->session_id);
+    json_t *body = o->style == LT_API_ERRORS_OAUTH
+                       ? json_pack("{s:s, s:s, s:i, s:s, s:s}", "access_token", jwt, "token_type", "Bearer",
+                                   "expires_in", cfg->access_token_ttl, "refresh_token", rt, "scope", "")
+                       : json_pack("{s:s, s:s, s:i, s:s, s:s}", "access_token", jwt, "token_type", "Bearer",
+                                   "expires_in", cfg->access_token_ttl, "refresh_token", rt, "session_id",
+                                   s->session_id);
     lt_wipe(jwt, strlen(jwt));
     free(jwt);
     lt_http_send_json(r, 200, body);
 }
+
+static const token_out_t first_party = {LT_TOKEN_FIRST_PARTY_CLIENT, LT_API_ERRORS_PROBLEM};
 
 /* ---- login --------------------------------------------------------------------------- */
 
@@ -303,11 +326,12 @@ static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx
                        user_agent(r),
                        pint(r, cfg->session_idle_ttl),
                        pint(r, cfg->session_max_ttl),
+                       pint(r, cfg->access_token_ttl),
                        c->rt_hash,
                        c->phc,
                        c->new_phc,
                        r->request_id};
-    (void)lt__api_query(r, &lt_auth_stmt_login_succeed, p, 12, login_succeeded, c);
+    (void)lt__api_query(r, &lt_auth_stmt_login_succeed, p, 13, login_succeeded, c);
 }
 
 static void login_failed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
@@ -340,7 +364,7 @@ static void login_succeeded(lt_req_t *r, const char *err, PGresult *res, void *c
         bad_row(r, "latch_login_succeed");
         return;
     }
-    send_tokens(r, c->user_id, c->tenant_id, &s, c->rt);
+    send_tokens(r, c->user_id, c->tenant_id, &s, c->rt, &first_party);
 }
 
 static int on_login(lt_req_t *r)
@@ -367,15 +391,42 @@ static int on_login(lt_req_t *r)
 
 /* ---- refresh ------------------------------------------------------------------------- */
 
+/*
+ * One presentation of a refresh token (sql/0007 latch_refresh has the reasoning). The new
+ * token is made and sealed before the query: if the presented one turns out unused, it
+ * becomes the successor and its sealed copy answers repeats within the grace window.
+ */
 typedef struct {
+    token_out_t out;
     char old_hash[LT_AUTH_HASH_HEX_LEN + 1];
     char rt[LT_AUTH_TOKEN_LEN + 1];
     char rt_hash[LT_AUTH_HASH_HEX_LEN + 1];
+    char sealed[LT_AUTH_SEALED_HEX_LEN + 1];
 } refresh_ctx_t;
 
-static void invalid_grant(lt_req_t *r)
+static void invalid_grant(lt_req_t *r, lt_api_errors_t style)
 {
-    lt_http_problem(r, 400, "invalid_grant", "The refresh token is invalid, expired or already used.");
+    static const char why[] = "The refresh token is invalid, expired or already used.";
+    if (style == LT_API_ERRORS_OAUTH)
+        lt__api_oauth_error(r, 400, "invalid_grant", why);
+    else
+        lt_http_problem(r, 400, "invalid_grant", why);
+}
+
+static void refresh_unavailable(lt_req_t *r, lt_api_errors_t style, const char *detail)
+{
+    if (style == LT_API_ERRORS_OAUTH) {
+        lt_http_add_header(r, "retry-after", "1");
+        lt__api_oauth_error(r, 503, "temporarily_unavailable", detail);
+    } else {
+        unavailable(r, detail);
+    }
+}
+
+static void master_key(const lt_config_t *cfg, lt_seal_key_t *k)
+{
+    k->version = (uint8_t)cfg->master_key_version;
+    memcpy(k->key, cfg->master_key, sizeof(k->key));
 }
 
 static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
@@ -383,19 +434,89 @@ static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
     refresh_ctx_t *c = ctx;
     lt_auth_session_t s;
     if (err != NULL) {
-        lt__api_store_problem(r, err);
+        if (c->out.style == LT_API_ERRORS_OAUTH)
+            refresh_unavailable(r, c->out.style, "The database is unavailable.");
+        else
+            lt__api_store_problem(r, err);
         return;
     }
-    int ret = lt_auth_decode_session(res, &s);
-    if (ret == LT_ENOTFOUND) {
-        invalid_grant(r);
+    if (lt_auth_decode_session(res, &s) != 0 ||
+        ((s.status == LT_AUTH_REFRESH_OK || s.status == LT_AUTH_REFRESH_REPEAT) &&
+         (s.user_id == NULL || s.tenant_id == NULL))) {
+        lt_log(LT_LOG_ERROR, "api", "request %s: unexpected result from latch_refresh", r->request_id);
+        refresh_unavailable(r, c->out.style, "The database answered unexpectedly.");
         return;
     }
-    if (ret != 0 || s.user_id == NULL || s.tenant_id == NULL) {
-        bad_row(r, "latch_refresh");
+    switch (s.status) {
+    case LT_AUTH_REFRESH_OK:
+        send_tokens(r, s.user_id, s.tenant_id, &s, c->rt, &c->out);
+        break;
+    case LT_AUTH_REFRESH_REPEAT: {
+        /* The successor issued moments ago, not a new one: the family never forks. */
+        lt_seal_key_t k;
+        master_key(cfg_of(r), &k);
+        int ret = lt_auth_successor_open(&k, 1, c->old_hash, s.successor_sealed, c->rt);
+        lt_wipe(&k, sizeof(k));
+        if (ret != 0) {
+            /* Sealed under another master key version (a rotation within the window), or
+             * damaged: refuse this repeat; the family stays as it is. */
+            lt_log(LT_LOG_WARN, "api", "request %s: session %s: sealed refresh successor does not open: %s",
+                   r->request_id, s.session_id, lt_strerror(ret));
+            invalid_grant(r, c->out.style);
+            break;
+        }
+        send_tokens(r, s.user_id, s.tenant_id, &s, c->rt, &c->out);
+        break;
+    }
+    case LT_AUTH_REFRESH_REUSE:
+        lt_log(LT_LOG_WARN, "api", "request %s: refresh token reuse detected: session %s ended", r->request_id,
+               s.session_id != NULL ? s.session_id : "?");
+        invalid_grant(r, c->out.style);
+        break;
+    default:
+        invalid_grant(r, c->out.style);
+        break;
+    }
+    /* The plaintext tokens are no longer needed (the context is wiped at the end too). */
+    lt_wipe(c->rt, sizeof(c->rt));
+}
+
+void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
+                     lt_api_errors_t style)
+{
+    const lt_config_t *cfg = cfg_of(r);
+    refresh_ctx_t *c = ctx_new(r, sizeof(*c));
+    c->out.client_id = client_id != NULL ? client_id : LT_TOKEN_FIRST_PARTY_CLIENT;
+    c->out.style = style;
+    if (token == NULL || lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strnlen(token, OPAQUE_MAX), c->old_hash) != 0 ||
+        (client_tenant != NULL && !lt_auth_uuid_ok(client_tenant))) {
+        invalid_grant(r, style);
         return;
     }
-    send_tokens(r, s.user_id, s.tenant_id, &s, c->rt);
+    lt_keyring_t *kr = lt__api_ring(r);
+    if (kr == NULL || lt_keyring_active(kr) == NULL) {
+        refresh_unavailable(r, style, "No signing key is loaded yet.");
+        return;
+    }
+    lt_seal_key_t k;
+    master_key(cfg, &k);
+    int ret = lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash);
+    ret = ret ? ret : lt_auth_successor_seal(&k, c->old_hash, c->rt, c->sealed);
+    lt_wipe(&k, sizeof(k));
+    if (ret != 0) {
+        refresh_unavailable(r, style, "No randomness is available.");
+        return;
+    }
+    const char *p[] = {c->old_hash,
+                       c->rt_hash,
+                       c->sealed,
+                       pint(r, cfg->session_idle_ttl),
+                       pint(r, cfg->access_token_ttl),
+                       pint(r, cfg->refresh_reuse_grace),
+                       client_tenant,
+                       lt_req_peer(r),
+                       r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_refresh, p, 9, refreshed, c);
 }
 
 static int on_refresh(lt_req_t *r)
@@ -406,19 +527,7 @@ static int on_refresh(lt_req_t *r)
     const char *token = lt__api_in_str(&in, "refresh_token", 1, OPAQUE_MAX);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    refresh_ctx_t *c = ctx_new(r, sizeof(*c));
-    if (lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strlen(token), c->old_hash) != 0) {
-        invalid_grant(r);
-        return 0;
-    }
-    if (!keys_ready(r))
-        return 0;
-    if (lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash) != 0) {
-        unavailable(r, "No randomness is available.");
-        return 0;
-    }
-    const char *p[] = {c->old_hash, c->rt_hash, pint(r, cfg_of(r)->session_idle_ttl)};
-    (void)lt__api_query(r, &lt_auth_stmt_refresh, p, 3, refreshed, c);
+    lt__api_refresh(r, token, NULL, NULL, LT_API_ERRORS_PROBLEM);
     return 0;
 }
 

@@ -180,13 +180,19 @@ const lt_token_t *lt__api_bearer(lt_req_t *r)
     memset(t, 0, sizeof(*t));
     lt_token_verify_opts_t o = {.iss = api->cfg->issuer, .aud = api->cfg->audience, .now = (int64_t)(lt_now_ms() / 1000)};
     const char *why = NULL;
-    lt_keyring_t *kr = lt_keyring_holder_get(&api->keys);
+    lt_keyring_t *kr = lt__api_ring(r);
     int ret = kr != NULL ? lt_token_verify(kr, jwt, strlen(jwt), &o, t, &why) : LT_ESTATE;
-    if (kr != NULL)
-        lt_keyring_unref(kr);
     if (ret != 0) {
         memset(t, 0, sizeof(*t));
         lt_log(LT_LOG_DEBUG, "api", "request %s: bearer token rejected: %s", r->request_id, why != NULL ? why : "error");
+        unauthorized(r, "The access token is invalid or expired.");
+        return NULL;
+    }
+    /* These surfaces act for a signed-in user: a service's own token (no session) has no
+     * place here, and a revoked session or token is refused without a database trip. */
+    if (t->sid == NULL || lt__api_revoked(r, t)) {
+        lt_log(LT_LOG_DEBUG, "api", "request %s: bearer token %s refused: %s", r->request_id, t->jti,
+               t->sid == NULL ? "no session" : "revoked");
         unauthorized(r, "The access token is invalid or expired.");
         return NULL;
     }

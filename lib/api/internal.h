@@ -65,6 +65,8 @@ typedef struct lt_api_worker {
     lt_revset_t *revs;                        /* revoked sids and jtis */
     int revs_synced;                          /* saw LT_BC_REV_SYNCED at least once */
     void *streams;                            /* revocation SSE streams (revocations.c) */
+    /* Copies for /metrics, which runs on any worker (relaxed atomics; writer: this worker). */
+    uint64_t m_tc_entries, m_tc_bytes, m_tc_hits, m_tc_misses, m_rev_entries, m_rev_seq;
 } lt_api_worker_t;
 
 static inline lt_api_worker_t *lt__api_worker(lt_req_t *r)

@@ -53,6 +53,12 @@ static int on_readyz(lt_req_t *r)
         lt__api_store_problem(r, lt_err_unavailable);
         return 0;
     }
+    /* Introspection would call a revoked token active until the revocations are loaded. */
+    if (!lt__api_worker(r)->revs_synced) {
+        lt_http_add_header(r, "retry-after", "1");
+        lt_http_problem(r, 503, "not_ready", "Revocations are not loaded from the database yet.");
+        return 0;
+    }
     lt__api_query(r, &stmt_ping, NULL, 0, on_fixed_reply, (void *)"{\"status\":\"ready\"}");
     return 0;
 }
@@ -62,6 +68,7 @@ static int render_store_metrics(lt_api_t *api, lt_buf_t *b)
     int n = lt_http_server_worker_count(api->server), ret = 0;
     lt_store_stats_t sum = {0};
     uint64_t notes[LT_CHANNEL_COUNT] = {0}, resyncs = 0;
+    uint64_t tc_entries = 0, tc_bytes = 0, tc_hits = 0, tc_misses = 0, rev_entries = 0, rev_seq = 0;
     for (int i = 0; i < n; i++) {
         lt_api_worker_t *w = lt_http_server_worker_app(api->server, i);
         lt_store_stats_t st;
@@ -79,7 +86,34 @@ static int render_store_metrics(lt_api_t *api, lt_buf_t *b)
         for (int c = 0; c < LT_CHANNEL_COUNT; c++)
             notes[c] += LT_COUNTER_GET(w->notifications[c]);
         resyncs += LT_COUNTER_GET(w->resyncs);
+        tc_entries += __atomic_load_n(&w->m_tc_entries, __ATOMIC_RELAXED);
+        tc_bytes += __atomic_load_n(&w->m_tc_bytes, __ATOMIC_RELAXED);
+        tc_hits += __atomic_load_n(&w->m_tc_hits, __ATOMIC_RELAXED);
+        tc_misses += __atomic_load_n(&w->m_tc_misses, __ATOMIC_RELAXED);
+        uint64_t re = __atomic_load_n(&w->m_rev_entries, __ATOMIC_RELAXED);
+        uint64_t rs = __atomic_load_n(&w->m_rev_seq, __ATOMIC_RELAXED);
+        rev_entries = re > rev_entries ? re : rev_entries;
+        rev_seq = rs > rev_seq ? rs : rev_seq;
     }
+    ret |= lt_buf_appendf(b,
+                          "# HELP latch_token_cache_entries Verified access tokens cached, all workers.\n"
+                          "# TYPE latch_token_cache_entries gauge\n"
+                          "latch_token_cache_entries %llu\n"
+                          "# HELP latch_token_cache_bytes Heap held by the verified-token caches.\n"
+                          "# TYPE latch_token_cache_bytes gauge\n"
+                          "latch_token_cache_bytes %llu\n"
+                          "# HELP latch_token_cache_lookups_total Verified-token cache lookups, by result.\n"
+                          "# TYPE latch_token_cache_lookups_total counter\n"
+                          "latch_token_cache_lookups_total{result=\"hit\"} %llu\n"
+                          "latch_token_cache_lookups_total{result=\"miss\"} %llu\n"
+                          "# HELP latch_revocations Live revocations held in memory (per worker, the largest).\n"
+                          "# TYPE latch_revocations gauge\n"
+                          "latch_revocations %llu\n"
+                          "# HELP latch_revocation_sequence Highest revocation sequence number applied.\n"
+                          "# TYPE latch_revocation_sequence gauge\n"
+                          "latch_revocation_sequence %llu\n",
+                          (unsigned long long)tc_entries, (unsigned long long)tc_bytes, (unsigned long long)tc_hits,
+                          (unsigned long long)tc_misses, (unsigned long long)rev_entries, (unsigned long long)rev_seq);
     ret |= lt_buf_appendf(b,
                           "# HELP latch_store_connections Database connections of all workers' pools by state.\n"
                           "# TYPE latch_store_connections gauge\n"

@@ -107,7 +107,7 @@ static const lt_config_key_t keys[] = {
     K_INT(refresh_reuse_grace, 0, 300, "10", false, "a repeat of a just-rotated refresh token this soon returns its successor instead of counting as reuse, seconds"),
     K_INT(key_prepublish, 0, 604800, "3600", false, "a rotated-in signing key is published this long before it signs, seconds (at least jwks_max_age)"),
     K_INT(key_rotation_interval, 0, 31536000, "0", false, "rotate the signing key automatically this often, seconds; 0 = only on request"),
-    K_INT(token_cache_size, 16, 16777216, "65536", false, "verified access tokens cached per worker for introspection"),
+    K_INT(token_cache_size, 16, 16777216, "16384", false, "verified access tokens cached per worker for introspection"),
     K_INT(maintenance_interval_ms, 100, 60000, "1000", false, "how often key promotion and clean-up run, milliseconds"),
 };
 

@@ -471,7 +471,9 @@ int lt_keyring_create(const lt_keyring_entry_t *entries, size_t n, lt_keyring_t 
         const lt_keyring_entry_t *e = &kr->entries[i];
         if (e->key == NULL)
             goto fail;
-        if (e->active) {
+        if (e->state != LT_KEY_PREVIOUS && e->state != LT_KEY_CURRENT && e->state != LT_KEY_NEXT)
+            goto fail;
+        if (e->state == LT_KEY_CURRENT) {
             if (kr->active != NULL)
                 goto fail;
             kr->active = e->key;
@@ -526,18 +528,42 @@ const lt_key_t *lt_keyring_find(const lt_keyring_t *kr, const char *kid, size_t 
     return NULL;
 }
 
-int lt_keyring_jwks(const lt_keyring_t *kr, int64_t retired_since, char **out, size_t *outlen)
+size_t lt_keyring_count(const lt_keyring_t *kr)
 {
+    return kr != NULL ? kr->n : 0;
+}
+
+const lt_keyring_entry_t *lt_keyring_at(const lt_keyring_t *kr, size_t i)
+{
+    return kr != NULL && i < kr->n ? &kr->entries[i] : NULL;
+}
+
+const char *lt_key_state_name(lt_key_state_t s)
+{
+    switch (s) {
+    case LT_KEY_PREVIOUS:
+        return "previous";
+    case LT_KEY_CURRENT:
+        return "current";
+    case LT_KEY_NEXT:
+        return "next";
+    }
+    return "unknown";
+}
+
+int lt_keyring_jwks(const lt_keyring_t *kr, char **out, size_t *outlen)
+{
+    static const lt_key_state_t order[] = {LT_KEY_CURRENT, LT_KEY_NEXT, LT_KEY_PREVIOUS};
     json_t *doc = json_object(), *keys = json_array(), *jwk = NULL;
     int ret = LT_ENOMEM;
     if (doc == NULL || keys == NULL || json_object_set(doc, "keys", keys) != 0)
         goto fail;
-    /* The active key first: clients that take the first matching key get the signing one. */
-    for (int pass = 0; pass < 2 && kr != NULL; pass++) {
+    /* The current key first: clients that take the first matching key get the signing one;
+     * then the key about to sign, then the ones still verifying. */
+    for (size_t pass = 0; pass < sizeof(order) / sizeof(order[0]) && kr != NULL; pass++) {
         for (size_t i = 0; i < kr->n; i++) {
             const lt_keyring_entry_t *e = &kr->entries[i];
-            int take = pass == 0 ? e->active : !e->active && e->retired_at > retired_since;
-            if (!take)
+            if (e->state != order[pass])
                 continue;
             if (lt_key_public_jwk(e->key, &jwk) != 0 || json_array_append_new(keys, jwk) != 0)
                 goto fail;

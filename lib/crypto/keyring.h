@@ -6,8 +6,8 @@
  * ECDSA-Sig-Value; EdDSA is Ed25519 (RFC 8037). The algorithm is fixed per key: a
  * verifier never takes it from a token.
  *
- * A keyring (lt_keyring_t) is an immutable set of keys: the active one (signs) and every
- * key that may still verify (active + recently retired). It is reference-counted so the
+ * A keyring (lt_keyring_t) is an immutable set of keys: the current one (signs) and every
+ * key that may verify (next, current, previous; see lt_key_state_t). It is reference-counted so the
  * control thread can build a new ring and swap it in (lt_keyring_holder_t) while workers
  * keep using the old one until they drop it.
  *
@@ -82,35 +82,53 @@ void lt_key_free(lt_key_t *k);
 
 typedef struct lt_keyring lt_keyring_t;
 
+/*
+ * Where a key is in its rotation (sql/0009_keys.sql): next (published, verifies, does not
+ * sign yet) -> current (signs) -> previous (published, verifies only) -> retired (not in
+ * any ring). A next key verifies too: another instance may have promoted it a moment
+ * before this one reloads. The values are chosen so that the older positional initialiser
+ * {key, active, retired_at} keeps its meaning (1: current, 0: previous).
+ */
+typedef enum { LT_KEY_PREVIOUS = 0, LT_KEY_CURRENT = 1, LT_KEY_NEXT = 2 } lt_key_state_t;
+
+/* "previous" / "current" / "next". */
+const char *lt_key_state_name(lt_key_state_t s);
+
 typedef struct lt_keyring_entry {
     lt_key_t *key;          /* the ring takes ownership */
-    int active;             /* exactly one entry may be active; it signs */
-    int64_t retired_at;     /* unix seconds; 0 while active */
+    lt_key_state_t state;   /* at most one entry is current; it signs */
+    int64_t retired_at;     /* previous: unix seconds it stopped signing (informational); else 0 */
 } lt_keyring_entry_t;
 
 /**
  * A ring from `n` entries (ownership of every key passes to the ring, also on failure).
- * `n` may be 0 (a ring with no key). An active key without its private half is allowed
+ * `n` may be 0 (a ring with no key). A current key without its private half is allowed
  * (a verify-only ring); lt_token_issue then answers LT_ESTATE.
- * @return 0 (one reference), LT_EINVAL (two active keys, duplicate kid, NULL key), LT_ENOMEM.
+ * @return 0 (one reference), LT_EINVAL (two current keys, an unknown state, duplicate kid,
+ *         NULL key), LT_ENOMEM.
  */
 int lt_keyring_create(const lt_keyring_entry_t *entries, size_t n, lt_keyring_t **out) LT_MUSTCHECK;
 
 lt_keyring_t *lt_keyring_ref(lt_keyring_t *kr);
 void lt_keyring_unref(lt_keyring_t *kr);
 
-/* The active (signing) key, or NULL if the ring has none. */
+/* The current (signing) key, or NULL if the ring has none. */
 const lt_key_t *lt_keyring_active(const lt_keyring_t *kr);
-/* The key with `kid` (active or retired), or NULL. */
+/* The key with `kid` (in any state: every key of a ring verifies), or NULL. */
 const lt_key_t *lt_keyring_find(const lt_keyring_t *kr, const char *kid, size_t kidlen);
+/* The number of keys, and entry `i` in ring order (NULL when out of range). */
+size_t lt_keyring_count(const lt_keyring_t *kr);
+const lt_keyring_entry_t *lt_keyring_at(const lt_keyring_t *kr, size_t i);
 
 /**
- * The JWKS document {"keys": [...]}, compact: the active key first, then the inactive keys
- * whose retired_at is after `retired_since` (unix seconds), in ring order. Build it once per
- * ring (and cutoff) and cache it: it is not cheap to render per request.
+ * The JWKS document {"keys": [...]}, compact: every key of the ring, the current key first
+ * (clients that take the first usable key get the signing one), then next keys, then
+ * previous keys, each group in ring order. Which keys a ring holds is the keystore's
+ * decision (a previous key stays until its last token has expired). Build it once per
+ * ring and cache it: it is not cheap to render per request.
  * @return 0 (*out malloc'ed, NUL-terminated; *outlen may be NULL), LT_ENOMEM.
  */
-int lt_keyring_jwks(const lt_keyring_t *kr, int64_t retired_since, char **out, size_t *outlen) LT_MUSTCHECK;
+int lt_keyring_jwks(const lt_keyring_t *kr, char **out, size_t *outlen) LT_MUSTCHECK;
 
 /*
  * Holds the current ring for readers on many threads. get() returns a new reference

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/internal.h"
 #include "http/router.h"
 
 /* Header values are static strings: h2o keeps pointers, not copies. */
@@ -75,6 +76,25 @@ void lt_http_add_header(lt_req_t *r, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
 }
 
+/* Status and the headers every response carries. */
+static void add_standard_headers(lt_req_t *r, int status, const char *content_type, int no_store)
+{
+    h2o_req_t *req = r->req;
+    req->res.status = status;
+    req->res.reason = lt_http_status_title(status);
+    h2o_headers_t *h = &req->res.headers;
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, h, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("x-content-type-options"), 1, NULL, H2O_STRLIT("nosniff"));
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("content-security-policy"), 1, NULL, csp, sizeof(csp) - 1);
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("referrer-policy"), 1, NULL, H2O_STRLIT("no-referrer"));
+    if (no_store || r->route == NULL || !(r->route->flags & LT_ROUTE_CACHEABLE))
+        h2o_add_header(&req->pool, h, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    if (r->tls)
+        h2o_add_header(&req->pool, h, H2O_TOKEN_STRICT_TRANSPORT_SECURITY, NULL, hsts, sizeof(hsts) - 1);
+    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("x-request-id"), 1, NULL, r->request_id, strlen(r->request_id));
+}
+
 void lt_http_send(lt_req_t *r, int status, const char *content_type, const char *body, size_t len)
 {
     h2o_req_t *req = r->req;
@@ -83,20 +103,8 @@ void lt_http_send(lt_req_t *r, int status, const char *content_type, const char 
         return;
     }
     r->responded = 1;
-    req->res.status = status;
-    req->res.reason = lt_http_status_title(status);
+    add_standard_headers(r, status, content_type, 0);
     req->res.content_length = len;
-    h2o_headers_t *h = &req->res.headers;
-    if (content_type != NULL)
-        h2o_add_header(&req->pool, h, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
-    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("x-content-type-options"), 1, NULL, H2O_STRLIT("nosniff"));
-    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("content-security-policy"), 1, NULL, csp, sizeof(csp) - 1);
-    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("referrer-policy"), 1, NULL, H2O_STRLIT("no-referrer"));
-    if (r->route == NULL || !(r->route->flags & LT_ROUTE_CACHEABLE))
-        h2o_add_header(&req->pool, h, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    if (r->tls)
-        h2o_add_header(&req->pool, h, H2O_TOKEN_STRICT_TRANSPORT_SECURITY, NULL, hsts, sizeof(hsts) - 1);
-    h2o_add_header_by_str(&req->pool, h, H2O_STRLIT("x-request-id"), 1, NULL, r->request_id, strlen(r->request_id));
     h2o_send_inline(req, body, len);
 }
 
@@ -325,4 +333,197 @@ const char *lt_req_peer(lt_req_t *r)
             strcpy(r->peer, "unknown");
     }
     return r->peer;
+}
+
+/* ---- streamed responses -------------------------------------------------------------- */
+
+/*
+ * One stream per request, malloc'ed (it outlives nothing but must not live in the pool: the
+ * pool is being cleared when dispose runs). bufs[cur] is the buffer h2o holds while
+ * `inflight`; bufs[cur ^ 1] collects what is written meanwhile. h2o's proceed callback
+ * releases the held one and the two swap.
+ */
+typedef struct lt_http_stream {
+    h2o_generator_t super;
+    h2o_linklist_t link; /* the worker's open streams */
+    lt_req_t *r;
+    lt_buf_t bufs[2];
+    int cur;
+    int inflight;   /* h2o holds bufs[cur] */
+    int ending;     /* end requested: the next send is the final one */
+    int done;       /* the final (or error) send went out: h2o_send no more */
+    int overflow;   /* the reader fell behind: abort at the next chance */
+    int closed;     /* the request is going away: no writes */
+    lt_http_stream_fn on_close, on_drain;
+    void *data;
+} lt_http_stream_t;
+
+static void stream_flush(lt_http_stream_t *st);
+
+static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    lt_http_stream_t *st = H2O_STRUCT_FROM_MEMBER(lt_http_stream_t, super, g);
+    (void)req;
+    st->inflight = 0;
+    st->bufs[st->cur].len = 0;
+    if (st->closed || st->done)
+        return;
+    if (st->overflow || st->ending || st->bufs[st->cur ^ 1].len != 0) {
+        stream_flush(st);
+        return;
+    }
+    if (st->on_drain != NULL)
+        st->on_drain(st->r, st->data); /* may write (and so flush) */
+}
+
+static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    lt_http_stream_t *st = H2O_STRUCT_FROM_MEMBER(lt_http_stream_t, super, g);
+    (void)req;
+    /* h2o dropped the response (client gone); the request is released right after. */
+    st->closed = 1;
+    st->done = 1;
+}
+
+/* Hands h2o the collected bytes, the end or the abort, if h2o holds nothing. */
+static void stream_flush(lt_http_stream_t *st)
+{
+    if (st->inflight || st->done || st->closed)
+        return;
+    h2o_req_t *req = st->r->req;
+    if (st->overflow) {
+        st->done = 1;
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return; /* st may be gone */
+    }
+    lt_buf_t *next = &st->bufs[st->cur ^ 1];
+    if (next->len == 0 && !st->ending)
+        return;
+    st->cur ^= 1;
+    st->inflight = 1;
+    h2o_iovec_t buf = h2o_iovec_init(next->base, next->len);
+    if (st->ending) {
+        st->done = 1;
+        h2o_send(req, &buf, next->len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
+        return; /* st may be gone */
+    }
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+int lt_http_stream_start(lt_req_t *r, int status, const char *content_type, lt_http_stream_fn on_close, void *data)
+{
+    h2o_req_t *req = r->req;
+    if (r->responded || r->stream != NULL || lt__http_worker_stopping(r->worker))
+        return LT_ESTATE;
+    lt_http_stream_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return LT_ENOMEM;
+    st->super.proceed = stream_proceed;
+    st->super.stop = stream_stop;
+    st->r = r;
+    st->on_close = on_close;
+    st->data = data;
+    r->responded = 1;
+    r->stream = st;
+    h2o_linklist_insert(lt__http_worker_streams(r->worker), &st->link);
+
+    const char *ct = content_type != NULL ? h2o_strdup(&req->pool, content_type, strlen(content_type)).base : NULL;
+    add_standard_headers(r, status, ct, 1);
+    /* reverse proxies (nginx) would otherwise hold events back in their buffers */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 1, NULL, H2O_STRLIT("no"));
+    req->res.content_length = SIZE_MAX;
+    h2o_start_response(req, &st->super);
+    /* The headers leave now: clients learn the stream is open before any event. */
+    st->inflight = 1;
+    h2o_send(req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
+    return 0;
+}
+
+int lt_http_stream_write(lt_req_t *r, const char *data, size_t len)
+{
+    lt_http_stream_t *st = r->stream;
+    if (st == NULL || st->closed || st->done || st->ending)
+        return LT_ESTATE;
+    if (st->overflow)
+        return LT_EOVERLOAD;
+    lt_buf_t *next = &st->bufs[st->cur ^ 1];
+    size_t held = st->inflight ? st->bufs[st->cur].len : 0;
+    if (held + next->len + len > LT_HTTP_STREAM_MAX_BUFFER || lt_buf_append(next, data, len) != 0) {
+        lt_log(LT_LOG_WARN, "http", "request %s: stream reader too slow (%zu bytes behind): aborting", r->request_id,
+               held + next->len + len);
+        st->overflow = 1;
+        next->len = 0;
+        stream_flush(st);
+        return LT_EOVERLOAD;
+    }
+    stream_flush(st);
+    return 0;
+}
+
+size_t lt_http_stream_pending(const lt_req_t *r)
+{
+    const lt_http_stream_t *st = r->stream;
+    if (st == NULL)
+        return 0;
+    return st->bufs[st->cur ^ 1].len + (st->inflight ? st->bufs[st->cur].len : 0);
+}
+
+void lt_http_stream_on_drain(lt_req_t *r, lt_http_stream_fn fn)
+{
+    if (r->stream != NULL)
+        r->stream->on_drain = fn;
+}
+
+void lt_http_stream_end(lt_req_t *r)
+{
+    lt_http_stream_t *st = r->stream;
+    if (st == NULL || st->closed || st->done || st->ending)
+        return;
+    st->ending = 1;
+    st->on_drain = NULL;
+    stream_flush(st);
+}
+
+void lt_http_stream_detach(lt_req_t *r)
+{
+    lt_http_stream_t *st = r->stream;
+    if (st == NULL)
+        return;
+    st->on_close = NULL;
+    st->on_drain = NULL;
+    lt_http_stream_end(r);
+}
+
+void lt__http_stream_dispose(lt_req_t *r)
+{
+    lt_http_stream_t *st = r->stream;
+    st->closed = 1;
+    if (h2o_linklist_is_linked(&st->link))
+        h2o_linklist_unlink(&st->link);
+    if (st->on_close != NULL) {
+        lt_http_stream_fn fn = st->on_close;
+        st->on_close = NULL;
+        fn(r, st->data);
+    }
+    r->stream = NULL;
+    lt_buf_free(&st->bufs[0]);
+    lt_buf_free(&st->bufs[1]);
+    free(st);
+}
+
+void lt__http_streams_end_all(h2o_linklist_t *streams)
+{
+    /*
+     * Move them aside first and back one at a time before ending each: ending one may
+     * release others (a connection closing), which unlink themselves wherever they are.
+     */
+    h2o_linklist_t todo;
+    h2o_linklist_init_anchor(&todo);
+    h2o_linklist_insert_list(&todo, streams);
+    while (!h2o_linklist_is_empty(&todo)) {
+        lt_http_stream_t *st = H2O_STRUCT_FROM_MEMBER(lt_http_stream_t, link, todo.next);
+        h2o_linklist_unlink(&st->link);
+        h2o_linklist_insert(streams, &st->link);
+        lt_http_stream_end(st->r);
+    }
 }

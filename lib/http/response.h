@@ -62,4 +62,64 @@ const char *lt_req_peer(lt_req_t *r);
 /* A request header's value, NUL-terminated in the request pool, or NULL. */
 const char *lt_req_header(lt_req_t *r, const char *name);
 
+/*
+ * Streamed responses (Server-Sent Events and the like), on h2o's generator API.
+ *
+ * lt_http_stream_start sends the status and headers (the security headers of lt_http_send,
+ * Cache-Control: no-store, X-Accel-Buffering: no) and keeps the request open; the body is
+ * then written piecemeal with lt_http_stream_write (chunked on HTTP/1.1, DATA frames on
+ * HTTP/2) and finished with lt_http_stream_end.
+ *
+ * Flow control: h2o takes one buffer at a time; bytes written meanwhile are copied into a
+ * second buffer and leave together when h2o asks for more. The two together are capped at
+ * LT_HTTP_STREAM_MAX_BUFFER: a reader that falls that far behind is cut off (the stream is
+ * aborted: RST_STREAM on HTTP/2, connection closed on HTTP/1.1, as soon as h2o is done with
+ * the bytes it holds) and further writes fail with LT_EOVERLOAD.
+ *
+ * Lifetime: `on_close(r, data)` runs exactly once, when the request is released: the client
+ * went away, the stream was aborted, or it ended and its last bytes left. `r` may still be
+ * read inside on_close (no writes: they fail) and must not be touched after it returns.
+ * When the worker begins a graceful stop every open stream is ended (lt_http_stream_end),
+ * so a stop does not wait `shutdown_timeout_ms` for clients that would never leave.
+ *
+ * Threading: a stream lives on its request's worker thread; call everything there.
+ */
+#define LT_HTTP_STREAM_MAX_BUFFER (1024 * 1024)
+
+typedef void (*lt_http_stream_fn)(lt_req_t *r, void *data);
+
+/**
+ * Starts a streamed response on a request not yet answered.
+ * @return 0; LT_ESTATE when the request was answered already or the worker is stopping
+ *         (nothing was sent: answer it yourself, e.g. 503); LT_ENOMEM (nothing sent).
+ */
+int lt_http_stream_start(lt_req_t *r, int status, const char *content_type, lt_http_stream_fn on_close,
+                         void *data) LT_MUSTCHECK;
+
+/**
+ * Queues `len` bytes (copied).
+ * @return 0; LT_ESTATE (not a stream, or ended/closed); LT_EOVERLOAD (the reader fell more
+ *         than LT_HTTP_STREAM_MAX_BUFFER behind: the stream is being aborted).
+ */
+int lt_http_stream_write(lt_req_t *r, const char *data, size_t len);
+
+/* Bytes written but not yet taken by h2o (both buffers), for callers that pace themselves. */
+size_t lt_http_stream_pending(const lt_req_t *r);
+
+/*
+ * `fn(r, data)` runs whenever h2o has taken everything written so far (including right
+ * after the headers went out): the moment to write more of a large backlog without piling
+ * it all into the buffer. NULL to stop.
+ */
+void lt_http_stream_on_drain(lt_req_t *r, lt_http_stream_fn fn);
+
+/* Ends the stream after the queued bytes; on_close follows once they are out. Idempotent. */
+void lt_http_stream_end(lt_req_t *r);
+
+/*
+ * lt_http_stream_end, and on_close/on_drain will not run: for an owner that goes away
+ * before the request does (worker teardown).
+ */
+void lt_http_stream_detach(lt_req_t *r);
+
 #endif

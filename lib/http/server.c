@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/internal.h"
 #include "http/logwriter.h"
 #include "http/metrics.h"
 #include "http/response.h"
@@ -76,6 +77,7 @@ struct lt_http_worker {
     /* Set on the worker's thread once it has left its loop, before worker_fini: from then on
      * neither requests nor notifications reach the application (its state is being freed). */
     int finished;
+    h2o_linklist_t streams; /* open response streams (response.c) */
     /* graceful stop */
     int stopping;
     uint64_t stop_deadline_ms;
@@ -203,6 +205,8 @@ static void on_req_dispose(void *p)
 {
     lt_req_t *r = p;
     lt_http_worker_t *w = r->worker;
+    if (r->stream != NULL)
+        lt__http_stream_dispose(r);
     if (r->on_cancel != NULL) {
         void (*cb)(void *) = r->on_cancel;
         r->on_cancel = NULL;
@@ -393,7 +397,20 @@ static void begin_stop(lt_http_worker_t *w)
     w->stopping = 1;
     w->stop_deadline_ms = h2o_now(w->loop) + (uint64_t)w->server->opts.shutdown_timeout_ms;
     close_listeners(w);
+    /* Streams (SSE) never finish on their own: end them now, so the stop waits only for
+     * their last bytes, not for the deadline. */
+    lt__http_streams_end_all(&w->streams);
     h2o_context_request_shutdown(&w->ctx);
+}
+
+h2o_linklist_t *lt__http_worker_streams(lt_http_worker_t *w)
+{
+    return &w->streams;
+}
+
+int lt__http_worker_stopping(const lt_http_worker_t *w)
+{
+    return w->stopping;
 }
 
 static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -466,6 +483,7 @@ static void *worker_main(void *arg)
     int ret;
 
     w->loop = h2o_evloop_create();
+    h2o_linklist_init_anchor(&w->streams);
     h2o_context_init(&w->ctx, w->loop, &s->globalconf);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_messages);
     h2o_timeout_init(w->loop, &w->log_timeout, ACCESS_LOG_FLUSH_MS);

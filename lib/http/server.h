@@ -11,8 +11,9 @@
  * notifications broadcast from any thread arrive on every worker's loop through h2o
  * multithread queues.
  *
- * Graceful stop: listeners close, h2o sends GOAWAY and closes idle connections, in-flight
- * requests finish (their async work included) until `shutdown_timeout_ms`, then workers end.
+ * Graceful stop: listeners close, h2o sends GOAWAY and closes idle connections, open
+ * response streams (lt_http_stream_start) are ended, in-flight requests finish (their async
+ * work included) until `shutdown_timeout_ms`, then workers end.
  *
  * Threading: create/start/stop/destroy from one thread; lt_http_server_broadcast from any;
  * everything about a request runs on its worker's thread.
@@ -56,6 +57,7 @@ typedef struct lt_req {
     uint64_t start_ns;
     void (*on_cancel)(void *data);
     void *cancel_data;
+    struct lt_http_stream *stream; /* set by lt_http_stream_start (response.h) */
 } lt_req_t;
 
 typedef struct lt_http_app {

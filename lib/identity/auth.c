@@ -75,6 +75,67 @@ int lt_auth_uuid_ok(const char *s)
     return 1;
 }
 
+/* ---- sealed successors --------------------------------------------------------------- */
+
+#define SUCCESSOR_AAD "refresh_successor:"
+#define SEALED_LEN (LT_AUTH_TOKEN_LEN + LT_SEAL_OVERHEAD)
+
+static int successor_aad(const char *parent_hash, char aad[sizeof(SUCCESSOR_AAD) + LT_AUTH_HASH_HEX_LEN])
+{
+    if (parent_hash == NULL || strlen(parent_hash) != LT_AUTH_HASH_HEX_LEN)
+        return LT_EINVAL;
+    memcpy(aad, SUCCESSOR_AAD, sizeof(SUCCESSOR_AAD) - 1);
+    memcpy(aad + sizeof(SUCCESSOR_AAD) - 1, parent_hash, LT_AUTH_HASH_HEX_LEN + 1);
+    return 0;
+}
+
+static int hex_nibble(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int lt_auth_successor_seal(const lt_seal_key_t *key, const char *parent_hash, const char *token,
+                           char out[LT_AUTH_SEALED_HEX_LEN + 1])
+{
+    char aad[sizeof(SUCCESSOR_AAD) + LT_AUTH_HASH_HEX_LEN];
+    uint8_t sealed[SEALED_LEN];
+    out[0] = '\0';
+    if (key == NULL || token == NULL || strlen(token) != LT_AUTH_TOKEN_LEN || successor_aad(parent_hash, aad) != 0)
+        return LT_EIO;
+    if (lt_seal(key, aad, strlen(aad), token, LT_AUTH_TOKEN_LEN, sealed) != 0)
+        return LT_EIO;
+    lt_hex_encode(out, sealed, sizeof(sealed));
+    return 0;
+}
+
+int lt_auth_successor_open(const lt_seal_key_t *keys, size_t nkeys, const char *parent_hash, const char *hex,
+                           char token[LT_AUTH_TOKEN_LEN + 1])
+{
+    char aad[sizeof(SUCCESSOR_AAD) + LT_AUTH_HASH_HEX_LEN];
+    uint8_t sealed[SEALED_LEN];
+    char check[LT_AUTH_HASH_HEX_LEN + 1];
+    size_t n = 0;
+    token[0] = '\0';
+    if (hex == NULL || strlen(hex) != LT_AUTH_SEALED_HEX_LEN || successor_aad(parent_hash, aad) != 0)
+        return LT_EINVAL;
+    for (size_t i = 0; i < SEALED_LEN; i++) {
+        int hi = hex_nibble((unsigned char)hex[2 * i]), lo = hex_nibble((unsigned char)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return LT_EINVAL;
+        sealed[i] = (uint8_t)(hi << 4 | lo);
+    }
+    int ret = lt_unseal(keys, nkeys, aad, strlen(aad), sealed, sizeof(sealed), (uint8_t *)token, &n);
+    if (ret != 0)
+        return ret == LT_ENOTFOUND ? LT_ENOTFOUND : LT_EINVAL;
+    token[n] = '\0';
+    if (n != LT_AUTH_TOKEN_LEN || lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, n, check) != 0) {
+        lt_wipe(token, LT_AUTH_TOKEN_LEN + 1);
+        token[0] = '\0';
+        return LT_EINVAL;
+    }
+    return 0;
+}
+
 /* ---- statements ---------------------------------------------------------------------- */
 
 #define LIMITS "$4, $5, $6, $7, $8, $9, $10, $11"
@@ -92,20 +153,37 @@ lt_store_stmt_t lt_auth_stmt_login_fail = {
     .sql = "SELECT latch_login_fail($1, $2, $3, $4, $5, $6, $7)",
     .nparams = 7,
 };
-/* user_id, tenant_id, tenant, email, ip, user_agent, idle_ttl, max_ttl, rt_hash, old_phc,
- * new_phc (NULL: no upgrade), request_id */
+/* Login and refresh rows share one shape (lt_auth_decode_session). */
+#define SESSION_COLS "o_session_id, o_user_id, o_tenant_id, o_email, o_roles, o_amr, o_acr, o_auth_time"
+
+/* user_id, tenant_id, tenant, email, ip, user_agent, idle_ttl, max_ttl, access_ttl, rt_hash,
+ * old_phc, new_phc (NULL: no upgrade), request_id */
 lt_store_stmt_t lt_auth_stmt_login_succeed = {
     .name = "auth.login_succeed",
-    .sql = "SELECT o_session_id, NULL::uuid, NULL::uuid, o_roles, NULL::jsonb, NULL::text, o_auth_time"
-           " FROM latch_login_succeed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    .nparams = 12,
+    .sql = "SELECT 'rotated', o_session_id, NULL::uuid, NULL::uuid, o_email, o_roles, NULL::jsonb, NULL::text,"
+           " o_auth_time, NULL::text"
+           " FROM latch_login_succeed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    .nparams = 13,
 };
-/* rt_hash, new_hash, idle_ttl */
+/* rt_hash, new_hash, new_sealed (hex), idle_ttl, access_ttl, grace, tenant_id (NULL: any),
+ * ip, request_id */
 lt_store_stmt_t lt_auth_stmt_refresh = {
     .name = "auth.refresh",
-    .sql = "SELECT o_session_id, o_user_id, o_tenant_id, o_roles, o_amr, o_acr, o_auth_time"
-           " FROM latch_refresh($1, $2, $3)",
-    .nparams = 3,
+    .sql = "SELECT o_status, " SESSION_COLS ", encode(o_successor_sealed, 'hex')"
+           " FROM latch_refresh($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, $9)",
+    .nparams = 9,
+};
+/* token_hash, tenant_id (NULL: any) -> jsonb or NULL */
+lt_store_stmt_t lt_auth_stmt_refresh_introspect = {
+    .name = "auth.refresh_introspect",
+    .sql = "SELECT latch_refresh_token_introspect($1, $2)",
+    .nparams = 2,
+};
+/* token_hash, tenant_id (NULL: any), actor, ip, request_id -> boolean */
+lt_store_stmt_t lt_auth_stmt_refresh_revoke = {
+    .name = "auth.refresh_revoke",
+    .sql = "SELECT latch_refresh_token_revoke($1, $2, $3, $4, $5)",
+    .nparams = 5,
 };
 /* The bearer's session_id, user_id, tenant_id start every /v1/me statement. */
 lt_store_stmt_t lt_auth_stmt_me = {
@@ -181,6 +259,7 @@ int lt_auth_statements(void)
         &lt_auth_stmt_session_revoke,    &lt_auth_stmt_logout,         &lt_auth_stmt_logout_all,
         &lt_auth_stmt_password_change_begin, &lt_auth_stmt_password_change_failed, &lt_auth_stmt_password_change,
         &lt_auth_stmt_reset_request,     &lt_auth_stmt_reset_peek,     &lt_auth_stmt_reset_confirm,
+        &lt_auth_stmt_refresh_introspect, &lt_auth_stmt_refresh_revoke,
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         int ret = lt_store_stmt_register(stmts[i], 1);
@@ -188,6 +267,23 @@ int lt_auth_statements(void)
             return ret;
     }
     return 0;
+}
+
+int lt_auth_maintain(struct pg_conn *c, int grace_s, char *err, size_t errlen)
+{
+    char grace[12];
+    const char *p[] = {grace};
+    snprintf(grace, sizeof(grace), "%d", grace_s < 0 ? 0 : grace_s);
+    PGresult *res = PQexecParams(c, "SELECT latch_refresh_clear_successors($1)", 1, NULL, p, NULL, NULL, 0);
+    int ret = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ret = PQstatus(c) != CONNECTION_OK ? LT_EUNAVAIL : LT_EIO;
+        lt_errf(err, errlen, "latch_refresh_clear_successors: %s", PQerrorMessage(c));
+    } else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
+        lt_log(LT_LOG_DEBUG, "auth", "cleared %s sealed refresh successors", PQgetvalue(res, 0, 0));
+    }
+    PQclear(res);
+    return ret;
 }
 
 void lt_auth_limits_params(const lt_auth_limits_t *l, char buf[LT_AUTH_LIMITS_NPARAMS][12],
@@ -253,21 +349,46 @@ int lt_auth_decode_login(const struct pg_result *res, lt_auth_login_t *out)
     return 0;
 }
 
+static int parse_refresh(const char *s, lt_auth_refresh_t *out)
+{
+    static const struct {
+        const char *name;
+        lt_auth_refresh_t status;
+    } names[] = {{"rotated", LT_AUTH_REFRESH_OK},
+                 {"repeat", LT_AUTH_REFRESH_REPEAT},
+                 {"reuse", LT_AUTH_REFRESH_REUSE},
+                 {"invalid", LT_AUTH_REFRESH_INVALID}};
+    for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].status;
+            return 0;
+        }
+    }
+    return LT_EINVAL;
+}
+
 int lt_auth_decode_session(const struct pg_result *res, lt_auth_session_t *out)
 {
     memset(out, 0, sizeof(*out));
-    if (res == NULL || PQnfields(res) != 7)
+    if (res == NULL || PQnfields(res) != 10)
         return LT_EINVAL;
     if (PQntuples(res) == 0)
         return LT_ENOTFOUND;
-    out->session_id = col(res, 0);
-    out->user_id = col(res, 1);
-    out->tenant_id = col(res, 2);
-    out->roles = col(res, 3);
-    out->amr = col(res, 4);
-    out->acr = col(res, 5);
-    const char *at = col(res, 6);
-    if (PQntuples(res) != 1 || out->session_id == NULL || out->roles == NULL || at == NULL)
+    if (PQntuples(res) != 1 || parse_refresh(col(res, 0), &out->status) != 0)
+        return LT_EINVAL;
+    out->session_id = col(res, 1);
+    out->user_id = col(res, 2);
+    out->tenant_id = col(res, 3);
+    out->email = col(res, 4);
+    out->roles = col(res, 5);
+    out->amr = col(res, 6);
+    out->acr = col(res, 7);
+    const char *at = col(res, 8);
+    out->successor_sealed = col(res, 9);
+    if (out->status == LT_AUTH_REFRESH_INVALID || out->status == LT_AUTH_REFRESH_REUSE)
+        return 0;
+    if (out->session_id == NULL || out->roles == NULL || at == NULL ||
+        (out->status == LT_AUTH_REFRESH_REPEAT && out->successor_sealed == NULL))
         return LT_EINVAL;
     out->auth_time = strtoll(at, NULL, 10);
     return 0;

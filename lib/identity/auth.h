@@ -1,8 +1,10 @@
 /*
  * identity/auth: the sign-in flows' side of the database: the prepared statements that call
- * the functions of sql/0004_auth.sql (login and lockout, sessions, refresh rotation,
- * password change and reset), the decoding of their rows, and the opaque tokens whose
- * SHA-256 those functions store (refresh tokens, password-reset tokens).
+ * the functions of sql/0004_auth.sql and sql/0007_tokens.sql (login and lockout, sessions,
+ * refresh rotation with reuse detection, refresh-token introspection and revocation,
+ * password change and reset), the decoding of their rows, the opaque tokens whose SHA-256
+ * those functions store (refresh tokens, password-reset tokens), and the sealing of the
+ * successor a rotation keeps for its grace window.
  *
  * The SQL functions carry the reasoning (lockout ordering, lock order, what is audited);
  * each statement's comment in auth.c lists its parameters. Every parameter is text and
@@ -22,8 +24,10 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "crypto/seal.h"
 #include "store/store.h"
 
+struct pg_conn;
 struct pg_result;
 
 /* ---- opaque tokens ------------------------------------------------------------------- */
@@ -58,12 +62,34 @@ int lt_auth_token_hash(lt_auth_token_kind_t kind, const char *token, size_t n,
 /* 1 if `s` is a UUID in its canonical text form (8-4-4-4-12 hex digits), else 0. */
 int lt_auth_uuid_ok(const char *s);
 
+/*
+ * The successor of a rotated refresh token is kept for the grace window (sql/0007) sealed
+ * under the master key, bound to its parent by the aad "refresh_successor:<parent hash
+ * hex>" so a blob copied onto another row does not open. Hex text, as the refresh
+ * statement takes and returns it.
+ */
+#define LT_AUTH_SEALED_HEX_LEN (2 * (LT_AUTH_TOKEN_LEN + LT_SEAL_OVERHEAD))
+
+/** Seals `token` (LT_AUTH_TOKEN_LEN chars) for the parent `parent_hash`. @return 0 or LT_EIO. */
+int lt_auth_successor_seal(const lt_seal_key_t *key, const char *parent_hash, const char *token,
+                           char out[LT_AUTH_SEALED_HEX_LEN + 1]) LT_MUSTCHECK;
+
+/**
+ * Opens what lt_auth_successor_seal made into `token`, checking it is a refresh token.
+ * @return 0, LT_EINVAL (malformed, tampered, another parent's, not a refresh token) or
+ *         LT_ENOTFOUND (sealed under a master key version not in `keys`); `token` is then "".
+ */
+int lt_auth_successor_open(const lt_seal_key_t *keys, size_t nkeys, const char *parent_hash, const char *hex,
+                           char token[LT_AUTH_TOKEN_LEN + 1]) LT_MUSTCHECK;
+
 /* ---- statements ---------------------------------------------------------------------- */
 
 extern lt_store_stmt_t lt_auth_stmt_login_begin;
 extern lt_store_stmt_t lt_auth_stmt_login_fail;
 extern lt_store_stmt_t lt_auth_stmt_login_succeed;
 extern lt_store_stmt_t lt_auth_stmt_refresh;
+extern lt_store_stmt_t lt_auth_stmt_refresh_introspect;
+extern lt_store_stmt_t lt_auth_stmt_refresh_revoke;
 extern lt_store_stmt_t lt_auth_stmt_me;
 extern lt_store_stmt_t lt_auth_stmt_session_list;
 extern lt_store_stmt_t lt_auth_stmt_session_revoke;
@@ -78,6 +104,14 @@ extern lt_store_stmt_t lt_auth_stmt_reset_confirm;
 
 /** Registers every statement above. @return as lt_store_stmt_register. */
 int lt_auth_statements(void) LT_MUSTCHECK;
+
+/**
+ * Housekeeping for the maintenance thread, blocking on its own connection `c`: drops the
+ * sealed successors whose grace window (`grace_s`) has passed and prunes the revocation
+ * log (latch_refresh_clear_successors).
+ * @return 0, LT_EUNAVAIL (connection lost) or LT_EIO (the query failed; `err` says why).
+ */
+int lt_auth_maintain(struct pg_conn *c, int grace_s, char *err, size_t errlen) LT_MUSTCHECK;
 
 /*
  * The lockout and rate-limit settings, in the order the gate statements take them as
@@ -117,20 +151,32 @@ typedef struct lt_auth_login {
 /** @return 0, or LT_EINVAL (not the expected row shape). */
 int lt_auth_decode_login(const struct pg_result *res, lt_auth_login_t *out) LT_MUSTCHECK;
 
+/* What a refresh presentation came to (sql/0007, latch_refresh). Login is always OK. */
+typedef enum {
+    LT_AUTH_REFRESH_OK = 0,  /* rotated: answer with the new token */
+    LT_AUTH_REFRESH_REPEAT,  /* within the grace window: answer with the sealed successor */
+    LT_AUTH_REFRESH_REUSE,   /* reuse detected: the session has ended; invalid_grant */
+    LT_AUTH_REFRESH_INVALID  /* anything else wrong; invalid_grant */
+} lt_auth_refresh_t;
+
 /* A session as login and refresh return it: what an access token needs. */
 typedef struct lt_auth_session {
-    const char *session_id;
+    lt_auth_refresh_t status;
+    const char *session_id;          /* NULL when INVALID */
     const char *user_id, *tenant_id; /* refresh only (login knows them); else NULL */
+    const char *email;               /* the `username` claim */
     const char *roles;               /* JSON array text */
     const char *amr;                 /* JSON array text; login: NULL (it is ["pwd"]) */
     const char *acr;                 /* may be NULL */
     int64_t auth_time;               /* unix seconds */
+    const char *successor_sealed;    /* REPEAT: hex, for lt_auth_successor_open */
 } lt_auth_session_t;
 
 /**
- * Decodes the row of lt_auth_stmt_login_succeed or lt_auth_stmt_refresh.
- * @return 0, LT_ENOTFOUND (no row: the user is no longer active / the refresh token or
- *         its session is not valid), LT_EINVAL (unexpected shape).
+ * Decodes the row of lt_auth_stmt_login_succeed or lt_auth_stmt_refresh. The session
+ * fields are checked only for OK and REPEAT.
+ * @return 0, LT_ENOTFOUND (login: no row, the user is no longer active), LT_EINVAL
+ *         (unexpected shape).
  */
 int lt_auth_decode_session(const struct pg_result *res, lt_auth_session_t *out) LT_MUSTCHECK;
 

@@ -1,1 +1,712 @@
+/*
+ * clients.c: OAuth client snapshots, secret checks, credentials, the statements of the
+ * admin surface and the blocking administration for latchctl (see clients.h; the SQL is
+ * sql/0008_clients.sql).
+ *
+ * A snapshot is built once and never changed: one block of lt_client_t, an open-addressing
+ * table of indexes into it (linear probing, at most half full), pointer arrays for the
+ * NULL-terminated scope and permission lists, and one arena with every string. Readers on
+ * any thread share it through an atomic reference count; the holder swaps whole snapshots.
+ * Client ids are random and chosen by us, so the table needs no defence against chosen
+ * collisions; a lookup of an attacker's string only probes.
+ *
+ * Threading: snapshots and the pure helpers are safe anywhere; the holder locks; the
+ * *_load and lt_clients_admin_* functions block (control thread, latchctl).
+ */
 #include "identity/clients.h"
+
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity/admin.h"
+
+#define ID_RANDOM_BYTES 16     /* 128 bits -> 22 base64url characters */
+#define SECRET_RANDOM_BYTES 32 /* 256 bits -> 43 base64url characters */
+
+struct lt_clients {
+    int refs;
+    size_t n;
+    size_t cap;             /* slots: a power of two >= 2n */
+    lt_client_t *clients;   /* n */
+    uint32_t *slots;        /* index + 1 into clients, 0 = empty */
+    const char **ptrs;      /* the NULL-terminated lists */
+    char *arena;            /* every string */
+};
+
+/* ---- snapshots ------------------------------------------------------------------------- */
+
+static uint64_t hash_id(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void clients_free(lt_clients_t *cs)
+{
+    if (cs == NULL)
+        return;
+    if (cs->clients != NULL) /* the hashes are secret-derived: no copies left behind */
+        lt_wipe(cs->clients, cs->n * sizeof(*cs->clients));
+    free(cs->clients);
+    free(cs->slots);
+    free(cs->ptrs);
+    free(cs->arena);
+    free(cs);
+}
+
+/* A snapshot with room for n clients, `nptrs` list pointers and `bytes` of strings. */
+static int clients_alloc(size_t n, size_t nptrs, size_t bytes, lt_clients_t **out)
+{
+    lt_clients_t *cs = calloc(1, sizeof(*cs));
+    if (cs == NULL)
+        return LT_ENOMEM;
+    cs->refs = 1;
+    cs->cap = 8;
+    while (cs->cap < 2 * n)
+        cs->cap *= 2;
+    cs->clients = calloc(n > 0 ? n : 1, sizeof(*cs->clients));
+    cs->slots = calloc(cs->cap, sizeof(*cs->slots));
+    cs->ptrs = calloc(nptrs > 0 ? nptrs : 1, sizeof(*cs->ptrs));
+    cs->arena = malloc(bytes > 0 ? bytes : 1);
+    if (cs->clients == NULL || cs->slots == NULL || cs->ptrs == NULL || cs->arena == NULL) {
+        clients_free(cs);
+        return LT_ENOMEM;
+    }
+    *out = cs;
+    return 0;
+}
+
+int lt_clients_empty(lt_clients_t **out)
+{
+    return clients_alloc(0, 0, 0, out);
+}
+
+lt_clients_t *lt_clients_ref(lt_clients_t *cs)
+{
+    if (cs != NULL)
+        __atomic_add_fetch(&cs->refs, 1, __ATOMIC_RELAXED);
+    return cs;
+}
+
+void lt_clients_unref(lt_clients_t *cs)
+{
+    if (cs != NULL && __atomic_sub_fetch(&cs->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        clients_free(cs);
+}
+
+size_t lt_clients_count(const lt_clients_t *cs)
+{
+    return cs != NULL ? cs->n : 0;
+}
+
+const lt_client_t *lt_clients_find(const lt_clients_t *cs, const char *client_id, size_t n)
+{
+    if (cs == NULL || client_id == NULL || n != LT_CLIENT_ID_LEN || cs->n == 0)
+        return NULL;
+    size_t mask = cs->cap - 1;
+    for (size_t i = (size_t)hash_id(client_id, n) & mask;; i = (i + 1) & mask) {
+        uint32_t slot = cs->slots[i];
+        if (slot == 0)
+            return NULL;
+        const lt_client_t *c = &cs->clients[slot - 1];
+        if (memcmp(c->id, client_id, n) == 0 && c->id[n] == '\0')
+            return c;
+    }
+}
+
+/* ---- secrets and credentials --------------------------------------------------------- */
+
+int lt_client_check_secret(const lt_client_t *c, const char *secret, size_t n)
+{
+    /* Stands in for a missing client so that an unknown id costs the same hash and compare
+     * as a wrong secret: response times do not tell which client ids exist. */
+    static const uint8_t dummy[32] = {0x6c, 0x61, 0x74, 0x63, 0x68, 0x2d, 0x64, 0x75, 0x6d, 0x6d, 0x79};
+    uint8_t h[32];
+    unsigned int hlen = 0;
+    int ok = secret != NULL && EVP_Digest(secret, n, h, &hlen, EVP_sha256(), NULL) == 1 && hlen == sizeof(h);
+    if (!ok)
+        memset(h, 0xff, sizeof(h));
+    int eq = CRYPTO_memcmp(h, c != NULL ? c->secret_hash : dummy, sizeof(h)) == 0;
+    lt_wipe(h, sizeof(h));
+    return ok && eq && c != NULL;
+}
+
+int lt_client_has_permission(const lt_client_t *c, const char *perm)
+{
+    if (c == NULL || perm == NULL || c->permissions == NULL)
+        return 0;
+    for (const char *const *p = c->permissions; *p != NULL; p++)
+        if (strcmp(*p, perm) == 0)
+            return 1;
+    return 0;
+}
+
+int lt_client_has_scope(const lt_client_t *c, const char *scope, size_t n)
+{
+    if (c == NULL || scope == NULL || c->scopes == NULL)
+        return 0;
+    for (const char *const *p = c->scopes; *p != NULL; p++)
+        if (strlen(*p) == n && memcmp(*p, scope, n) == 0)
+            return 1;
+    return 0;
+}
+
+int lt_client_credentials_new(char id[LT_CLIENT_ID_LEN + 1], char secret[LT_CLIENT_SECRET_LEN + 1],
+                              char hash_hex[65])
+{
+    uint8_t rid[ID_RANDOM_BYTES], rsec[SECRET_RANDOM_BYTES], h[32];
+    unsigned int hlen = 0;
+    int ret = 0;
+    if (lt_random(rid, sizeof(rid)) != 0 || lt_random(rsec, sizeof(rsec)) != 0) {
+        ret = LT_EIO;
+        goto done;
+    }
+    memcpy(id, "lc_", 3);
+    id[3 + lt_b64url_encode(id + 3, rid, sizeof(rid))] = '\0';
+    memcpy(secret, "lcs_", 4);
+    secret[4 + lt_b64url_encode(secret + 4, rsec, sizeof(rsec))] = '\0';
+    if (EVP_Digest(secret, LT_CLIENT_SECRET_LEN, h, &hlen, EVP_sha256(), NULL) != 1 || hlen != sizeof(h)) {
+        ret = LT_EIO;
+        goto done;
+    }
+    lt_hex_encode(hash_hex, h, sizeof(h));
+done:
+    if (ret != 0) {
+        id[0] = secret[0] = hash_hex[0] = '\0';
+    }
+    lt_wipe(rsec, sizeof(rsec));
+    lt_wipe(h, sizeof(h));
+    return ret;
+}
+
+/* ---- input rules ------------------------------------------------------------------------- */
+
+static const char *const grant_names[] = {"client_credentials", "refresh_token"};
+static const unsigned grant_bits[] = {LT_GRANT_CLIENT_CREDENTIALS, LT_GRANT_REFRESH_TOKEN};
+static const char *const permission_names[] = {"introspect", "revoke", "revocations"};
+
+unsigned lt_client_grant_bit(const char *s)
+{
+    for (size_t i = 0; s != NULL && i < sizeof(grant_names) / sizeof(grant_names[0]); i++)
+        if (strcmp(s, grant_names[i]) == 0)
+            return grant_bits[i];
+    return 0;
+}
+
+int lt_client_permission_ok(const char *s)
+{
+    for (size_t i = 0; s != NULL && i < sizeof(permission_names) / sizeof(permission_names[0]); i++)
+        if (strcmp(s, permission_names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int lt_client_scope_ok(const char *s, size_t n)
+{
+    if (s == NULL || n < 1 || n > LT_CLIENT_SCOPE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == ':' || c == '/' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+const char *lt_client_name_problem(const char *s)
+{
+    size_t chars = 0;
+    if (s == NULL || s[0] == '\0')
+        return "must not be empty";
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return "must not contain control characters";
+        if ((*p & 0xc0) != 0x80)
+            chars++;
+    }
+    return chars > LT_CLIENT_NAME_MAX ? "must be at most 200 characters" : NULL;
+}
+
+int lt_client_list_check(const json_t *arr, lt_client_list_kind_t kind, const char **why)
+{
+    size_t i, j;
+    json_t *e;
+    *why = "must be an array of strings";
+    if (!json_is_array(arr))
+        return LT_EINVAL;
+    if (kind == LT_CLIENT_LIST_GRANTS && json_array_size(arr) == 0) {
+        *why = "must name at least one grant type";
+        return LT_EINVAL;
+    }
+    if (kind == LT_CLIENT_LIST_SCOPES && json_array_size(arr) > LT_CLIENT_SCOPES_MAX) {
+        *why = "must hold at most 50 scopes";
+        return LT_EINVAL;
+    }
+    json_array_foreach(arr, i, e)
+    {
+        const char *s = json_string_value(e);
+        if (s == NULL || strlen(s) != json_string_length(e)) {
+            *why = "must be an array of strings";
+            return LT_EINVAL;
+        }
+        switch (kind) {
+        case LT_CLIENT_LIST_GRANTS:
+            if (lt_client_grant_bit(s) == 0) {
+                *why = "may hold only \"client_credentials\" and \"refresh_token\"";
+                return LT_EINVAL;
+            }
+            break;
+        case LT_CLIENT_LIST_SCOPES:
+            if (!lt_client_scope_ok(s, json_string_length(e))) {
+                *why = "must hold scope tokens of 1 to 64 of A-Z a-z 0-9 _ . : / -";
+                return LT_EINVAL;
+            }
+            break;
+        case LT_CLIENT_LIST_PERMISSIONS:
+            if (!lt_client_permission_ok(s)) {
+                *why = "may hold only \"introspect\", \"revoke\" and \"revocations\"";
+                return LT_EINVAL;
+            }
+            break;
+        }
+        for (j = 0; j < i; j++)
+            if (json_equal(json_array_get(arr, j), e)) {
+                *why = "must not repeat a value";
+                return LT_EINVAL;
+            }
+    }
+    *why = NULL;
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+/* Lists go out space-separated: the CHECKs keep spaces (and quoting) out of every element. */
+const char lt_clients_load_sql[] = "SELECT c.client_id, c.id, c.tenant_id, c.name, array_to_string(c.grant_types, ' '), "
+                                   "array_to_string(c.scopes, ' '), array_to_string(c.permissions, ' '), "
+                                   "encode(c.secret_hash, 'hex') FROM oauth_clients c";
+enum { COL_CLIENT_ID, COL_ID, COL_TENANT, COL_NAME, COL_GRANTS, COL_SCOPES, COL_PERMS, COL_HASH, NCOLS };
+
+/* Words of a space-separated list. */
+static size_t words(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p != '\0';) {
+        p += strspn(p, " ");
+        if (*p == '\0')
+            break;
+        n++;
+        p += strcspn(p, " ");
+    }
+    return n;
+}
+
+typedef struct {
+    char *at;
+} arena_t;
+
+static const char *arena_put(arena_t *a, const char *s, size_t n)
+{
+    char *p = a->at;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    a->at += n + 1;
+    return p;
+}
+
+/* Splits a space-separated list into the arena and *pp (NULL-terminated). */
+static const char *const *split_list(arena_t *a, const char ***pp, const char *s)
+{
+    const char **list = *pp;
+    size_t k = 0;
+    for (const char *p = s; *p != '\0';) {
+        p += strspn(p, " ");
+        if (*p == '\0')
+            break;
+        size_t n = strcspn(p, " ");
+        list[k++] = arena_put(a, p, n);
+        p += n;
+    }
+    list[k] = NULL;
+    *pp = list + k + 1;
+    return list;
+}
+
+static int hex_nibble(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out)
+{
+    PGresult *r = (PGresult *)res;
+    lt_clients_t *cs = NULL;
+    size_t nptrs = 0, bytes = 0;
+    int ret;
+    *out = NULL;
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != NCOLS)
+        return LT_EINVAL;
+    size_t n = (size_t)PQntuples(r);
+    if (n > UINT32_MAX / 4)
+        return LT_ERANGE;
+    for (size_t i = 0; i < n; i++) {
+        for (int f = 0; f < NCOLS; f++) {
+            if (PQgetisnull(r, (int)i, f))
+                return LT_EINVAL;
+            bytes += (size_t)PQgetlength(r, (int)i, f) + 1;
+        }
+        if (PQgetlength(r, (int)i, COL_CLIENT_ID) != LT_CLIENT_ID_LEN || PQgetlength(r, (int)i, COL_HASH) != 64)
+            return LT_EINVAL;
+        nptrs += words(PQgetvalue(r, (int)i, COL_SCOPES)) + words(PQgetvalue(r, (int)i, COL_PERMS)) + 2;
+    }
+    if ((ret = clients_alloc(n, nptrs, bytes, &cs)) != 0)
+        return ret;
+    arena_t a = {cs->arena};
+    const char **pp = cs->ptrs;
+    for (size_t i = 0; i < n; i++) {
+        lt_client_t *c = &cs->clients[i];
+        int row = (int)i;
+        c->id = arena_put(&a, PQgetvalue(r, row, COL_CLIENT_ID), LT_CLIENT_ID_LEN);
+        c->uuid = arena_put(&a, PQgetvalue(r, row, COL_ID), (size_t)PQgetlength(r, row, COL_ID));
+        c->tenant_id = arena_put(&a, PQgetvalue(r, row, COL_TENANT), (size_t)PQgetlength(r, row, COL_TENANT));
+        c->name = arena_put(&a, PQgetvalue(r, row, COL_NAME), (size_t)PQgetlength(r, row, COL_NAME));
+        c->scopes = split_list(&a, &pp, PQgetvalue(r, row, COL_SCOPES));
+        c->permissions = split_list(&a, &pp, PQgetvalue(r, row, COL_PERMS));
+        const char *g = PQgetvalue(r, row, COL_GRANTS);
+        for (const char *p = g; *p != '\0';) {
+            p += strspn(p, " ");
+            size_t len = strcspn(p, " ");
+            if (len == 0)
+                break;
+            char word[32];
+            if (len < sizeof(word)) {
+                memcpy(word, p, len);
+                word[len] = '\0';
+                c->grants |= lt_client_grant_bit(word); /* unknown (newer) grants grant nothing */
+            }
+            p += len;
+        }
+        const char *hex = PQgetvalue(r, row, COL_HASH);
+        for (int k = 0; k < 32; k++) {
+            int hi = hex_nibble(hex[2 * k]), lo = hex_nibble(hex[2 * k + 1]);
+            if (hi < 0 || lo < 0) {
+                clients_free(cs);
+                return LT_EINVAL;
+            }
+            c->secret_hash[k] = (uint8_t)(hi << 4 | lo);
+        }
+        size_t mask = cs->cap - 1, k = (size_t)hash_id(c->id, LT_CLIENT_ID_LEN) & mask;
+        while (cs->slots[k] != 0) {
+            if (strcmp(cs->clients[cs->slots[k] - 1].id, c->id) == 0) { /* UNIQUE in the table */
+                clients_free(cs);
+                return LT_EINVAL;
+            }
+            k = (k + 1) & mask;
+        }
+        cs->slots[k] = (uint32_t)i + 1;
+        cs->n = i + 1;
+    }
+    *out = cs;
+    return 0;
+}
+
+/* A blocking connection as the runtime user, or NULL after filling `err`. */
+static PGconn *connect_db(const char *conninfo, const char *app, char *err, size_t errlen)
+{
+    const char *const keys[] = {"dbname", "client_encoding", "application_name", NULL};
+    const char *const vals[] = {conninfo, "UTF8", app, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        lt_errf(err, errlen, "cannot connect to the database: %s", conn != NULL ? PQerrorMessage(conn) : "out of memory");
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* The primary message only: a DETAIL may quote row values. */
+static void query_err(PGresult *r, PGconn *conn, const char *what, char *err, size_t errlen)
+{
+    const char *msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    lt_errf(err, errlen, "%s: %s", what, msg != NULL ? msg : PQerrorMessage(conn));
+}
+
+int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t errlen)
+{
+    PGresult *r = NULL;
+    int ret;
+    lt_errf(err, errlen, "%s", "");
+    *out = NULL;
+    if (conninfo == NULL)
+        return LT_EINVAL;
+    PGconn *conn = connect_db(conninfo, "latch-clients", err, errlen);
+    if (conn == NULL)
+        return LT_EUNAVAIL;
+    r = PQexecParams(conn, lt_clients_load_sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        query_err(r, conn, "loading clients", err, errlen);
+        ret = LT_EIO;
+        goto done;
+    }
+    ret = lt_clients_from_result(r, out);
+    if (ret == LT_EINVAL) {
+        lt_errf(err, errlen, "loading clients: unexpected row shape");
+        ret = LT_EIO;
+    }
+done:
+    PQclear(r);
+    PQfinish(conn);
+    return ret;
+}
+
+/* ---- holder -------------------------------------------------------------------------- */
+
+int lt_clients_holder_init(lt_clients_holder_t *h)
+{
+    pthread_mutex_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return LT_ENOMEM;
+    if (pthread_mutex_init(m, NULL) != 0) {
+        free(m);
+        return LT_EIO;
+    }
+    h->cs = NULL;
+    h->lock = m;
+    return 0;
+}
+
+lt_clients_t *lt_clients_holder_get(lt_clients_holder_t *h)
+{
+    pthread_mutex_lock(h->lock);
+    lt_clients_t *cs = lt_clients_ref(h->cs);
+    pthread_mutex_unlock(h->lock);
+    return cs;
+}
+
+void lt_clients_holder_set(lt_clients_holder_t *h, lt_clients_t *cs)
+{
+    pthread_mutex_lock(h->lock);
+    lt_clients_t *old = h->cs;
+    h->cs = cs;
+    pthread_mutex_unlock(h->lock);
+    /* Outside the lock: freeing a large snapshot should not stall readers. */
+    lt_clients_unref(old);
+}
+
+void lt_clients_holder_dispose(lt_clients_holder_t *h)
+{
+    if (h == NULL || h->lock == NULL)
+        return;
+    lt_clients_unref(h->cs);
+    h->cs = NULL;
+    pthread_mutex_destroy(h->lock);
+    free(h->lock);
+    h->lock = NULL;
+}
+
+/* ---- statements ------------------------------------------------------------------------ */
+
+#define TEXT_ARRAY(n) "latch_client_text_array($" #n "::jsonb)"
+
+lt_store_stmt_t lt_clients_stmt_create = {
+    "clients.create",
+    "SELECT code, body FROM latch_client_create($1::uuid, $2::uuid, $3, $4, $5, " TEXT_ARRAY(6) ", " TEXT_ARRAY(
+        7) ", " TEXT_ARRAY(8) ", $9, $10, $11)",
+    11, -1};
+lt_store_stmt_t lt_clients_stmt_list = {
+    "clients.list",
+    "SELECT items, next_key FROM latch_client_list($1::uuid, $2::uuid, $3::bigint, $4::uuid, $5::integer)", 5, -1};
+lt_store_stmt_t lt_clients_stmt_get = {"clients.get", "SELECT latch_client_get($1::uuid, $2)", 2, -1};
+lt_store_stmt_t lt_clients_stmt_delete = {"clients.delete",
+                                          "SELECT code, body FROM latch_client_delete($1::uuid, $2, $3, $4, $5)", 5, -1};
+lt_store_stmt_t lt_clients_stmt_rotate_secret = {
+    "clients.rotate_secret", "SELECT code, body FROM latch_client_rotate_secret($1::uuid, $2, $3, $4, $5, $6)", 6, -1};
+
+int lt_clients_statements(void)
+{
+    lt_store_stmt_t *all[] = {&lt_clients_stmt_create, &lt_clients_stmt_list, &lt_clients_stmt_get,
+                              &lt_clients_stmt_delete, &lt_clients_stmt_rotate_secret};
+    static int registered; /* start-up only, one thread: see lt_store_stmt_register */
+    if (registered)
+        return 0;
+    /* Separate objects (the header's interface), so one batch each; a failure half-way is
+     * fatal to start-up anyway. */
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        int ret = lt_store_stmt_register(all[i], 1);
+        if (ret != 0)
+            return ret;
+    }
+    registered = 1;
+    return 0;
+}
+
+/* ---- blocking administration (latchctl) --------------------------------------------------- */
+
+/* The tenant's id (37 bytes) by name. @return 0, LT_ENOTFOUND, LT_EIO. */
+static int tenant_id_of(PGconn *conn, const char *tenant, char id[LT_ADMIN_UUID_LEN + 1], char *err, size_t errlen)
+{
+    const char *params[] = {tenant};
+    PGresult *r = PQexecParams(conn, "SELECT id FROM tenants WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
+    int ret = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        query_err(r, conn, "looking up the tenant", err, errlen);
+        ret = LT_EIO;
+    } else if (PQntuples(r) != 1 || PQgetlength(r, 0, 0) != LT_ADMIN_UUID_LEN) {
+        lt_errf(err, errlen, "no tenant named %s", tenant);
+        ret = LT_ENOTFOUND;
+    } else {
+        memcpy(id, PQgetvalue(r, 0, 0), LT_ADMIN_UUID_LEN + 1);
+    }
+    PQclear(r);
+    return ret;
+}
+
+/* Runs a (code, body) statement; *body is the parsed document on "ok". */
+static int run_write(PGconn *conn, const char *sql, int nparams, const char *const *params, const char *what,
+                     json_t **body, char *err, size_t errlen)
+{
+    lt_admin_code_t code;
+    const char *doc;
+    int ret = 0;
+    PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    *body = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        query_err(r, conn, what, err, errlen);
+        ret = LT_EIO;
+    } else if (lt_admin_result(r, &code, &doc) != 0) {
+        lt_errf(err, errlen, "%s: unexpected result shape", what);
+        ret = LT_EIO;
+    } else if (code == LT_ADMIN_NOT_FOUND) {
+        lt_errf(err, errlen, "%s: not found", what);
+        ret = LT_ENOTFOUND;
+    } else if (code != LT_ADMIN_OK || (*body = json_loads(doc, 0, NULL)) == NULL) {
+        lt_errf(err, errlen, "%s: unexpected result", what);
+        ret = LT_EIO;
+    }
+    PQclear(r);
+    return ret;
+}
+
+int lt_clients_admin_create(const char *conninfo, const char *tenant, const char *name, const json_t *grant_types,
+                            const json_t *scopes, const json_t *permissions, const char *actor, json_t **out,
+                            char *err, size_t errlen)
+{
+    char tid[LT_ADMIN_UUID_LEN + 1], id[LT_CLIENT_ID_LEN + 1], secret[LT_CLIENT_SECRET_LEN + 1], hash[65];
+    char *g = NULL, *s = NULL, *p = NULL;
+    const char *why;
+    PGconn *conn = NULL;
+    json_t *doc = NULL;
+    int ret;
+
+    lt_errf(err, errlen, "%s", "");
+    *out = NULL;
+    if (conninfo == NULL || tenant == NULL || name == NULL || grant_types == NULL) {
+        lt_errf(err, errlen, "invalid argument");
+        return LT_EINVAL;
+    }
+    if ((why = lt_client_name_problem(name)) != NULL || lt_client_list_check(grant_types, LT_CLIENT_LIST_GRANTS, &why) ||
+        (scopes != NULL && lt_client_list_check(scopes, LT_CLIENT_LIST_SCOPES, &why)) ||
+        (permissions != NULL && lt_client_list_check(permissions, LT_CLIENT_LIST_PERMISSIONS, &why))) {
+        lt_errf(err, errlen, "invalid client: %s", why);
+        return LT_EINVAL;
+    }
+    g = json_dumps(grant_types, JSON_COMPACT);
+    s = scopes != NULL ? json_dumps(scopes, JSON_COMPACT) : strdup("[]");
+    p = permissions != NULL ? json_dumps(permissions, JSON_COMPACT) : strdup("[]");
+    if (g == NULL || s == NULL || p == NULL) {
+        ret = LT_ENOMEM;
+        goto done;
+    }
+    if ((conn = connect_db(conninfo, "latchctl-clients", err, errlen)) == NULL) {
+        ret = LT_EUNAVAIL;
+        goto done;
+    }
+    if ((ret = tenant_id_of(conn, tenant, tid, err, errlen)) != 0)
+        goto done;
+    if ((ret = lt_client_credentials_new(id, secret, hash)) != 0) {
+        lt_errf(err, errlen, "no randomness for the client's credentials");
+        goto done;
+    }
+    const char *params[] = {NULL, tid, id, hash, name, g, s, p, actor != NULL ? actor : "latchctl", NULL, NULL};
+    if ((ret = run_write(conn, lt_clients_stmt_create.sql, 11, params, "creating the client", &doc, err, errlen)) != 0)
+        goto done;
+    if (json_object_set_new(doc, "client_secret", json_string(secret)) != 0) {
+        ret = LT_ENOMEM;
+        goto done;
+    }
+    *out = doc;
+    doc = NULL;
+done:
+    lt_wipe(secret, sizeof(secret));
+    json_decref(doc);
+    free(g);
+    free(s);
+    free(p);
+    PQfinish(conn);
+    return ret;
+}
+
+int lt_clients_admin_list(const char *conninfo, const char *tenant, json_t **out, char *err, size_t errlen)
+{
+    char tid[LT_ADMIN_UUID_LEN + 1];
+    PGresult *r = NULL;
+    int ret;
+    lt_errf(err, errlen, "%s", "");
+    *out = NULL;
+    if (conninfo == NULL || tenant == NULL)
+        return LT_EINVAL;
+    PGconn *conn = connect_db(conninfo, "latchctl-clients", err, errlen);
+    if (conn == NULL)
+        return LT_EUNAVAIL;
+    if ((ret = tenant_id_of(conn, tenant, tid, err, errlen)) != 0)
+        goto done;
+    const char *params[] = {tid};
+    r = PQexecParams(conn,
+                     "SELECT coalesce(jsonb_agg(latch_client_json(c) ORDER BY c.created_at, c.id), '[]') "
+                     "FROM oauth_clients c WHERE c.tenant_id = $1::uuid",
+                     1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+        query_err(r, conn, "listing clients", err, errlen);
+        ret = LT_EIO;
+        goto done;
+    }
+    if ((*out = json_loads(PQgetvalue(r, 0, 0), 0, NULL)) == NULL)
+        ret = LT_ENOMEM;
+done:
+    PQclear(r);
+    PQfinish(conn);
+    return ret;
+}
+
+int lt_clients_admin_delete(const char *conninfo, const char *tenant, const char *client, const char *actor,
+                            char *err, size_t errlen)
+{
+    char tid[LT_ADMIN_UUID_LEN + 1];
+    json_t *doc = NULL;
+    int ret;
+    lt_errf(err, errlen, "%s", "");
+    if (conninfo == NULL || tenant == NULL || client == NULL)
+        return LT_EINVAL;
+    PGconn *conn = connect_db(conninfo, "latchctl-clients", err, errlen);
+    if (conn == NULL)
+        return LT_EUNAVAIL;
+    if ((ret = tenant_id_of(conn, tenant, tid, err, errlen)) != 0)
+        goto done;
+    const char *params[] = {tid, client, actor != NULL ? actor : "latchctl", NULL, NULL};
+    ret = run_write(conn, lt_clients_stmt_delete.sql, 5, params, "deleting the client", &doc, err, errlen);
+    if (ret == LT_ENOTFOUND)
+        lt_errf(err, errlen, "no client %s in tenant %s", client, tenant);
+done:
+    json_decref(doc);
+    PQfinish(conn);
+    return ret;
+}

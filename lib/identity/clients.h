@@ -9,7 +9,7 @@
  * scopes it may request, and service permissions (e.g. "introspect", "revoke",
  * "revocations"; the policy issue maps them onto roles).
  *
- * Table oauth_clients and its functions: sql/0007_clients.sql. Every change there sends
+ * Table oauth_clients and its functions: sql/0008_clients.sql. Every change there sends
  * NOTIFY latch_clients; the control thread then reloads the whole snapshot
  * (lt_clients_load) and swaps it in (lt_clients_holder_t), and each worker takes a
  * reference to the new one.
@@ -84,9 +84,75 @@ void lt_clients_holder_dispose(lt_clients_holder_t *h);
 int lt_client_credentials_new(char id[LT_CLIENT_ID_LEN + 1], char secret[LT_CLIENT_SECRET_LEN + 1],
                               char hash_hex[65]) LT_MUSTCHECK;
 
-/* Statements of the admin surface (lib/api/admin_clients.c); lt_clients_statements registers them. */
+/*
+ * Statements of the admin surface (lib/api/admin_clients.c); lt_clients_statements registers
+ * them (idempotent: a second call does nothing). Parameters (text; NULL = SQL NULL):
+ *   create         scope, tenant_id, client_id, secret hash (64 hex), name, grant_types,
+ *                  scopes, permissions (each a JSON array of strings), actor, ip,
+ *                  request_id                                   -> (code, body)
+ *   list           scope, tenant_id filter, after_us, after_id, limit -> (items, next_key)
+ *   get            scope, id (row uuid or client_id)            -> (client|NULL)
+ *   delete         scope, id, actor, ip, request_id             -> (code, body)
+ *   rotate_secret  scope, id, secret hash (64 hex), actor, ip, request_id -> (code, body)
+ * Rows decode with lt_admin_result / lt_admin_doc / lt_admin_page (identity/admin.h); codes
+ * are "ok" and "not_found". scope is the caller's tenant id, NULL for a global admin.
+ */
 extern lt_store_stmt_t lt_clients_stmt_create, lt_clients_stmt_list, lt_clients_stmt_get, lt_clients_stmt_delete,
     lt_clients_stmt_rotate_secret;
 int lt_clients_statements(void) LT_MUSTCHECK;
+
+/* ---- input rules (shared by the admin surface and latchctl) ------------------------- */
+
+#define LT_CLIENT_NAME_MAX 200  /* characters */
+#define LT_CLIENT_SCOPES_MAX 50 /* scopes per client */
+#define LT_CLIENT_SCOPE_MAX 64  /* bytes per scope token */
+
+/* The LT_GRANT_* bit of a grant type name ("client_credentials", "refresh_token"), else 0. */
+unsigned lt_client_grant_bit(const char *s);
+/* 1 if `s` is a permission Latch knows ("introspect", "revoke", "revocations"). */
+int lt_client_permission_ok(const char *s);
+/* 1 if s[0..n) is a scope token: 1..64 of A-Z a-z 0-9 _ . : / - */
+int lt_client_scope_ok(const char *s, size_t n);
+/* NULL if `s` is a good client name (1..200 characters, no control characters), else a
+ * static user-facing reason. */
+const char *lt_client_name_problem(const char *s);
+
+typedef enum { LT_CLIENT_LIST_GRANTS, LT_CLIENT_LIST_SCOPES, LT_CLIENT_LIST_PERMISSIONS } lt_client_list_kind_t;
+/**
+ * Checks a JSON array given for a client's grant_types (non-empty), scopes (at most 50) or
+ * permissions: strings of the kind's values, no duplicates.
+ * @return 0, or LT_EINVAL with a static user-facing reason in *why.
+ */
+int lt_client_list_check(const json_t *arr, lt_client_list_kind_t kind, const char **why) LT_MUSTCHECK;
+
+/* ---- snapshots from rows --------------------------------------------------------------- */
+
+/* The query lt_clients_load runs (no parameters); lt_clients_from_result reads its rows. */
+extern const char lt_clients_load_sql[];
+struct pg_result;
+/** Builds a snapshot from the rows of lt_clients_load_sql. @return 0, LT_EINVAL (a row has
+ *  an unexpected shape), LT_ENOMEM. */
+int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out) LT_MUSTCHECK;
+
+/* ---- blocking administration (latchctl) ------------------------------------------------- */
+
+/**
+ * Creates a client in tenant `tenant` (its name) over a blocking connection, audited as
+ * `actor` with no ip/request id. grant_types, scopes, permissions: JSON arrays checked with
+ * lt_client_list_check (scopes and permissions may be NULL: none).
+ * @return 0 and *out = the client document plus "client_secret" (the only time it is
+ *         shown; the caller wipes and frees it); LT_ENOTFOUND (no such tenant); LT_EINVAL;
+ *         LT_EUNAVAIL (cannot connect); LT_EIO (`err` says why); LT_ENOMEM.
+ */
+int lt_clients_admin_create(const char *conninfo, const char *tenant, const char *name, const json_t *grant_types,
+                            const json_t *scopes, const json_t *permissions, const char *actor, json_t **out,
+                            char *err, size_t errlen) LT_MUSTCHECK;
+/** Every client of tenant `tenant` (a JSON array, oldest first). Errors as above. */
+int lt_clients_admin_list(const char *conninfo, const char *tenant, json_t **out, char *err,
+                          size_t errlen) LT_MUSTCHECK;
+/** Deletes client `client` (client_id or row id) of tenant `tenant`. @return 0,
+ *  LT_ENOTFOUND (no such tenant or client in it), or as above. */
+int lt_clients_admin_delete(const char *conninfo, const char *tenant, const char *client, const char *actor,
+                            char *err, size_t errlen) LT_MUSTCHECK;
 
 #endif

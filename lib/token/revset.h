@@ -60,7 +60,7 @@ int lt_rev_parse_line(const char *line, size_t n, lt_rev_entry_t *out) LT_MUSTCH
 
 /**
  * Applies a batch in the wire form. Malformed lines are skipped and counted.
- * @return the number of malformed lines (0 on success), or -LT_ENOMEM.
+ * @return the number of malformed lines (0 on success), or LT_ENOMEM (negative).
  */
 int lt_revset_apply(lt_revset_t *s, const char *batch, int64_t now);
 
@@ -89,5 +89,29 @@ size_t lt_revset_bytes(const lt_revset_t *s);
 /* Formats an entry in the wire form (no '\n'); `out` needs LT_REV_LINE_MAX bytes. @return the length. */
 #define LT_REV_LINE_MAX (20 + 1 + 3 + 1 + LT_REV_VALUE_MAX + 1 + 20 + 1 + LT_REV_TENANT_MAX + 1)
 size_t lt_rev_format_line(const lt_rev_entry_t *e, char *out);
+
+/* ---- loading from PostgreSQL (revfetch.c) ------------------------------------------- */
+
+struct pg_conn;
+
+/* Receives one batch: lines in the wire form joined by '\n' (no trailing '\n'). 0 = go on. */
+typedef int (*lt_rev_batch_fn)(const char *batch, void *data);
+
+/**
+ * Reads the live entries with seq > `after` (latch_revocations_since, sql/0006) page by
+ * page in sequence order and hands them to `fn` in batches of at most `batch_lines` lines
+ * (0 = 1000). Blocking libpq on the caller's connection: never on a worker loop (the
+ * control thread calls it on every (re)connect). *last_seq becomes the highest seq seen,
+ * or `after` when there was none (also when a later page failed: entries up to it were
+ * delivered).
+ * @return 0; LT_EUNAVAIL (connection not usable), LT_EIO (query failed; `err` says why),
+ *         LT_ENOMEM, or the non-zero value fn returned (reading stopped there).
+ */
+int lt_token_revocations_fetch(struct pg_conn *c, uint64_t after, size_t batch_lines, lt_rev_batch_fn fn, void *data,
+                               uint64_t *last_seq, char *err, size_t errlen) LT_MUSTCHECK;
+
+/** lt_token_revocations_fetch on a connection of its own to `conninfo` (closed before return). */
+int lt_token_revocations_fetch_url(const char *conninfo, uint64_t after, size_t batch_lines, lt_rev_batch_fn fn,
+                                   void *data, uint64_t *last_seq, char *err, size_t errlen) LT_MUSTCHECK;
 
 #endif

@@ -91,6 +91,12 @@ static int set_int(json_t *o, const char *k, int64_t v)
     return json_object_set_new(o, k, json_integer((json_int_t)v));
 }
 
+/* An optional string claim: absent (NULL) or non-empty, never "" (which reads as present but says nothing). */
+static int opt_str_ok(const char *v)
+{
+    return v == NULL || v[0] != '\0';
+}
+
 /* Sets `k` to the borrowed array `a`, or to a new empty array when `a` is NULL. */
 static int set_array(json_t *o, const char *k, json_t *a)
 {
@@ -113,8 +119,11 @@ int lt_token_issue(const lt_keyring_t *kr, const lt_token_claims_t *c, char **ou
     const lt_key_t *key = lt_keyring_active(kr);
     if (key == NULL || !lt_key_has_private(key))
         return LT_ESTATE;
-    if (c->iss == NULL || c->aud == NULL || c->sub == NULL || c->sid == NULL || c->tenant == NULL || c->ttl <= 0 ||
-        c->now < 0 || c->now > DATE_MAX - c->ttl || c->auth_time < 0 || c->auth_time > DATE_MAX ||
+    /* Callers from before client_id existed pass NULL: first-party (token.h). */
+    const char *client_id = c->client_id != NULL ? c->client_id : LT_TOKEN_FIRST_PARTY_CLIENT;
+    if (c->iss == NULL || c->aud == NULL || c->sub == NULL || c->sub[0] == '\0' || c->tenant == NULL ||
+        client_id[0] == '\0' || !opt_str_ok(c->sid) || !opt_str_ok(c->username) ||
+        c->ttl <= 0 || c->now < 0 || c->now > DATE_MAX - c->ttl || c->auth_time < 0 || c->auth_time > DATE_MAX ||
         (c->roles != NULL && !string_array(c->roles)) || (c->amr != NULL && !string_array(c->amr)))
         return LT_EINVAL;
     if (lt_random(rnd, sizeof(rnd)) != 0)
@@ -129,11 +138,14 @@ int lt_token_issue(const lt_keyring_t *kr, const lt_token_claims_t *c, char **ou
         goto done;
     /* Insertion order is serialisation order (jansson >= 2.8): RFC 9068's order, roughly. */
     if (set_str(cl, "iss", c->iss) != 0 || set_str(cl, "aud", c->aud) != 0 || set_str(cl, "sub", c->sub) != 0 ||
-        set_str(cl, "sid", c->sid) != 0 || set_str(cl, "jti", jti) != 0 || set_int(cl, "iat", c->now) != 0 ||
-        set_int(cl, "nbf", c->now) != 0 || set_int(cl, "exp", c->now + c->ttl) != 0 ||
-        set_str(cl, "tenant", c->tenant) != 0 || set_array(cl, "roles", c->roles) != 0 ||
-        set_str(cl, "scope", c->scope != NULL ? c->scope : "") != 0 || set_array(cl, "amr", c->amr) != 0 ||
-        (c->acr != NULL && set_str(cl, "acr", c->acr) != 0) || set_int(cl, "auth_time", c->auth_time) != 0)
+        (c->sid != NULL && set_str(cl, "sid", c->sid) != 0) || set_str(cl, "client_id", client_id) != 0 ||
+        (c->username != NULL && set_str(cl, "username", c->username) != 0) || set_str(cl, "jti", jti) != 0 ||
+        set_int(cl, "iat", c->now) != 0 || set_int(cl, "nbf", c->now) != 0 ||
+        set_int(cl, "exp", c->now + c->ttl) != 0 || set_str(cl, "tenant", c->tenant) != 0 ||
+        set_array(cl, "roles", c->roles) != 0 || set_str(cl, "scope", c->scope != NULL ? c->scope : "") != 0 ||
+        (c->amr != NULL && json_object_set(cl, "amr", c->amr) != 0) ||
+        (c->acr != NULL && c->acr[0] != '\0' && set_str(cl, "acr", c->acr) != 0) ||
+        (c->auth_time != 0 && set_int(cl, "auth_time", c->auth_time) != 0))
         goto done; /* json_string() fails on invalid UTF-8 as well as on ENOMEM */
 
     if (append_json_b64(&b, hdr) != 0 || lt_buf_append(&b, ".", 1) != 0 || append_json_b64(&b, cl) != 0)
@@ -215,6 +227,14 @@ static int aud_ok(const json_t *aud, const char *want)
         if (strcmp(json_string_value(v), want) == 0)
             return 1;
     return 0;
+}
+
+/* An optional claim that is absent (*out NULL) or a non-empty string; 0 when neither. */
+static int opt_str_claim(const json_t *cl, const char *name, const char **out)
+{
+    const json_t *v = json_object_get(cl, name);
+    *out = json_string_value(v);
+    return v == NULL || (*out != NULL && (*out)[0] != '\0');
 }
 
 /* A claim that is an array of strings, or absent (then set to an empty array). */
@@ -307,11 +327,17 @@ int lt_token_verify(const lt_keyring_t *kr, const char *jwt, size_t n, const lt_
         REJECT("bad auth_time");
 
     t.sub = json_string_value(json_object_get(cl, "sub"));
-    t.sid = json_string_value(json_object_get(cl, "sid"));
     t.tenant = json_string_value(json_object_get(cl, "tenant"));
     t.jti = json_string_value(json_object_get(cl, "jti"));
-    if (t.sub == NULL || t.sub[0] == '\0' || t.jti == NULL || t.jti[0] == '\0' || t.sid == NULL || t.tenant == NULL)
-        REJECT("missing sub, jti, sid or tenant");
+    t.client_id = json_string_value(json_object_get(cl, "client_id"));
+    if (t.sub == NULL || t.sub[0] == '\0' || t.jti == NULL || t.jti[0] == '\0' || t.tenant == NULL ||
+        t.client_id == NULL || t.client_id[0] == '\0')
+        REJECT("missing sub, jti, tenant or client_id");
+    /* Optional, but a present one must be a usable string: a sid of 7 or "" must not read as
+     * "no session" and slip past session revocation. */
+    if (!opt_str_claim(cl, "sid", &t.sid) || !opt_str_claim(cl, "username", &t.username) ||
+        !opt_str_claim(cl, "acr", &t.acr))
+        REJECT("bad sid, username or acr");
     json_t *scope = json_object_get(cl, "scope");
     if (scope == NULL && json_object_set_new(cl, "scope", json_string("")) != 0) {
         ret = LT_ENOMEM;

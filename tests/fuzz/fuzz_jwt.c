@@ -19,8 +19,9 @@
  *   accepted;
  * - an accepted token meets every rule of token.h as checked here independently: its header
  *   names a ring key and that key's alg, typ is at+jwt; iss/aud match; the times lie within
- *   the leeway; sub, jti, sid, tenant and scope are strings; roles and amr are arrays of
- *   strings, and lt_token_has_role finds each role;
+ *   the leeway; sub, jti, tenant, client_id and scope are strings; sid, username and acr
+ *   are absent or non-empty strings; roles and amr are arrays of strings, and
+ *   lt_token_has_role finds each role;
  * - verification is deterministic: the same input verifies the same way twice;
  * - every failure gives a reason, and leaves the output untouched.
  *
@@ -128,8 +129,16 @@ static void check_accepted(const char *jwt, size_t n, const lt_token_t *t)
     }
     FUZZ_CHECK(t->exp > NOW - LT_TOKEN_LEEWAY && t->nbf <= NOW + LT_TOKEN_LEEWAY && t->iat <= NOW + LT_TOKEN_LEEWAY);
     FUZZ_CHECK(json_integer_value(json_object_get(c, "exp")) == t->exp);
-    FUZZ_CHECK(t->sub != NULL && t->jti != NULL && t->sid != NULL && t->tenant != NULL && t->scope != NULL);
-    FUZZ_CHECK(t->sub[0] != '\0' && t->jti[0] != '\0');
+    FUZZ_CHECK(t->sub != NULL && t->jti != NULL && t->tenant != NULL && t->scope != NULL && t->client_id != NULL);
+    FUZZ_CHECK(t->sub[0] != '\0' && t->jti[0] != '\0' && t->client_id[0] != '\0');
+    FUZZ_CHECK(t->client_id == json_string_value(json_object_get(c, "client_id")));
+    /* sid, username and acr: absent, or a non-empty string the token points at. */
+    static const char *const opt[] = {"sid", "username", "acr"};
+    const char *const got[] = {t->sid, t->username, t->acr};
+    for (size_t j = 0; j < 3; j++) {
+        const json_t *ov = json_object_get(c, opt[j]);
+        FUZZ_CHECK(ov == NULL ? got[j] == NULL : got[j] == json_string_value(ov) && got[j][0] != '\0');
+    }
     FUZZ_CHECK(string_array(t->roles) && string_array(t->amr));
     size_t i;
     const json_t *v;

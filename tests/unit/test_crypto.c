@@ -383,23 +383,34 @@ static lt_key_t *gen(lt_alg_t alg)
 static void test_keyring_find_active_jwks(void **state)
 {
     (void)state;
-    lt_keyring_entry_t e[3] = {
-        {gen(LT_ALG_EDDSA), 0, 100},
-        {gen(LT_ALG_ES256), 1, 0},
-        {gen(LT_ALG_ES256), 0, 200},
+    /* Ring order: previous, current, next, previous. */
+    lt_keyring_entry_t e[4] = {
+        {gen(LT_ALG_EDDSA), LT_KEY_PREVIOUS, 100},
+        {gen(LT_ALG_ES256), LT_KEY_CURRENT, 0},
+        {gen(LT_ALG_EDDSA), LT_KEY_NEXT, 0},
+        {gen(LT_ALG_ES256), LT_KEY_PREVIOUS, 200},
     };
-    char kids[3][LT_KID_MAX + 1];
-    for (int i = 0; i < 3; i++)
+    char kids[4][LT_KID_MAX + 1];
+    for (int i = 0; i < 4; i++)
         strcpy(kids[i], lt_key_kid(e[i].key));
     lt_keyring_t *kr = NULL;
-    assert_int_equal(lt_keyring_create(e, 3, &kr), 0);
+    assert_int_equal(lt_keyring_create(e, 4, &kr), 0);
     assert_non_null(lt_keyring_active(kr));
     assert_string_equal(lt_key_kid(lt_keyring_active(kr)), kids[1]);
-    for (int i = 0; i < 3; i++) {
+    /* Every state verifies: find() sees them all. */
+    for (int i = 0; i < 4; i++) {
         const lt_key_t *k = lt_keyring_find(kr, kids[i], strlen(kids[i]));
         assert_non_null(k);
         assert_string_equal(lt_key_kid(k), kids[i]);
     }
+    assert_int_equal(lt_keyring_count(kr), 4);
+    assert_int_equal(lt_keyring_at(kr, 2)->state, LT_KEY_NEXT);
+    assert_int_equal(lt_keyring_at(kr, 3)->retired_at, 200);
+    assert_null(lt_keyring_at(kr, 4));
+    assert_int_equal(lt_keyring_count(NULL), 0);
+    assert_string_equal(lt_key_state_name(LT_KEY_NEXT), "next");
+    assert_string_equal(lt_key_state_name(LT_KEY_CURRENT), "current");
+    assert_string_equal(lt_key_state_name(LT_KEY_PREVIOUS), "previous");
     /* Not a prefix, not a longer string, not an unknown kid. */
     assert_null(lt_keyring_find(kr, kids[0], strlen(kids[0]) - 1));
     char longer[LT_KID_MAX + 2];
@@ -407,28 +418,24 @@ static void test_keyring_find_active_jwks(void **state)
     assert_null(lt_keyring_find(kr, longer, strlen(longer)));
     assert_null(lt_keyring_find(kr, "nope", 4));
 
-    /* JWKS: the active key first, then keys retired after the cutoff. */
+    /* JWKS: every key; the current one first, then next, then previous in ring order. */
     char *doc = NULL;
     size_t len = 0;
-    assert_int_equal(lt_keyring_jwks(kr, 150, &doc, &len), 0);
+    assert_int_equal(lt_keyring_jwks(kr, &doc, &len), 0);
     assert_int_equal(strlen(doc), len);
     assert_null(strchr(doc, ' ')); /* compact */
+    assert_null(strstr(doc, "\"d\""));
     json_t *j = json_loads(doc, 0, NULL);
     assert_non_null(j);
     json_t *keys = json_object_get(j, "keys");
-    assert_int_equal(json_array_size(keys), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 0), "kid")), kids[1]);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(keys, 1), "kid")), kids[2]);
-    assert_null(strstr(doc, "\"d\""));
-    json_decref(j);
-    free(doc);
-    assert_int_equal(lt_keyring_jwks(kr, 0, &doc, &len), 0);
-    j = json_loads(doc, 0, NULL);
-    assert_int_equal(json_array_size(json_object_get(j, "keys")), 3);
+    assert_int_equal(json_array_size(keys), 4);
+    const int want[4] = {1, 2, 0, 3};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(keys, (size_t)i), "kid")), kids[want[i]]);
     /* Every published key imports and matches the ring's key. */
     size_t i;
     json_t *jwk;
-    json_array_foreach (json_object_get(j, "keys"), i, jwk) {
+    json_array_foreach (keys, i, jwk) {
         lt_key_t *pub = NULL;
         assert_int_equal(lt_key_from_public_jwk(jwk, &pub), 0);
         const lt_key_t *k = lt_keyring_find(kr, lt_key_kid(pub), strlen(lt_key_kid(pub)));
@@ -442,6 +449,17 @@ static void test_keyring_find_active_jwks(void **state)
     json_decref(j);
     free(doc);
 
+    /* A ring without a current key (only next): verifies, publishes, does not sign. */
+    lt_keyring_t *nr = NULL;
+    lt_keyring_entry_t only_next = {gen(LT_ALG_ES256), LT_KEY_NEXT, 0};
+    assert_int_equal(lt_keyring_create(&only_next, 1, &nr), 0);
+    assert_null(lt_keyring_active(nr));
+    assert_non_null(lt_keyring_find(nr, lt_key_kid(only_next.key), strlen(lt_key_kid(only_next.key))));
+    assert_int_equal(lt_keyring_jwks(nr, &doc, NULL), 0);
+    assert_non_null(strstr(doc, lt_key_kid(only_next.key)));
+    free(doc);
+    lt_keyring_unref(nr);
+
     /* References: the ring lives until the last one goes. */
     assert_ptr_equal(lt_keyring_ref(kr), kr);
     lt_keyring_unref(kr);
@@ -454,9 +472,18 @@ static void test_keyring_create_rejects(void **state)
 {
     (void)state;
     lt_keyring_t *kr = NULL;
-    /* Two active keys; ownership passes anyway (ASan/LSan would see a leak). */
-    lt_keyring_entry_t two[2] = {{gen(LT_ALG_ES256), 1, 0}, {gen(LT_ALG_EDDSA), 1, 0}};
+    /* Two current keys; ownership passes anyway (ASan/LSan would see a leak). */
+    lt_keyring_entry_t two[2] = {{gen(LT_ALG_ES256), LT_KEY_CURRENT, 0}, {gen(LT_ALG_EDDSA), LT_KEY_CURRENT, 0}};
     assert_int_equal(lt_keyring_create(two, 2, &kr), LT_EINVAL);
+    assert_null(kr);
+    /* Two next keys are fine for the ring (the database allows one; the ring does not care). */
+    lt_keyring_entry_t nexts[2] = {{gen(LT_ALG_ES256), LT_KEY_NEXT, 0}, {gen(LT_ALG_EDDSA), LT_KEY_NEXT, 0}};
+    assert_int_equal(lt_keyring_create(nexts, 2, &kr), 0);
+    lt_keyring_unref(kr);
+    kr = NULL;
+    /* An unknown state. */
+    lt_keyring_entry_t odd[1] = {{gen(LT_ALG_ES256), (lt_key_state_t)7, 0}};
+    assert_int_equal(lt_keyring_create(odd, 1, &kr), LT_EINVAL);
     assert_null(kr);
     /* Duplicate kid. */
     lt_key_t *a = gen(LT_ALG_ES256), *b = NULL;
@@ -476,7 +503,7 @@ static void test_keyring_create_rejects(void **state)
     assert_null(lt_keyring_active(kr));
     char *doc = NULL;
     size_t len = 0;
-    assert_int_equal(lt_keyring_jwks(kr, 0, &doc, &len), 0);
+    assert_int_equal(lt_keyring_jwks(kr, &doc, &len), 0);
     assert_string_equal(doc, "{\"keys\":[]}");
     free(doc);
     lt_keyring_unref(kr);

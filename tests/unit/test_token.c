@@ -62,6 +62,8 @@ static lt_token_claims_t std_claims(json_t *roles, json_t *amr)
         .sub = "6f1c2d3e-0000-4000-8000-000000000001",
         .sid = "6f1c2d3e-0000-4000-8000-000000000002",
         .tenant = "acme",
+        .client_id = LT_TOKEN_FIRST_PARTY_CLIENT,
+        .username = "ada@example.com",
         .scope = "openid profile",
         .acr = "aal1",
         .roles = roles,
@@ -119,10 +121,10 @@ static char *forge_hs256(const char *secret, const char *hdr, const char *claims
 /* The claims a valid token carries, as compact JSON; `edit` changes them first. */
 static char *claims_text(void (*edit)(json_t *))
 {
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:[s], s:s, s:[s], s:I}", "iss", ISS, "aud",
-                          AUD, "sub", "user-1", "sid", "sess-1", "jti", "jti-1", "iat", (json_int_t)NOW, "nbf",
-                          (json_int_t)NOW, "exp", (json_int_t)(NOW + 600), "tenant", "acme", "roles", "admin", "scope",
-                          "", "amr", "pwd", "auth_time", (json_int_t)NOW);
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:[s], s:s, s:[s], s:I}", "iss", ISS,
+                          "aud", AUD, "sub", "user-1", "sid", "sess-1", "client_id", "latch", "jti", "jti-1", "iat",
+                          (json_int_t)NOW, "nbf", (json_int_t)NOW, "exp", (json_int_t)(NOW + 600), "tenant", "acme",
+                          "roles", "admin", "scope", "", "amr", "pwd", "auth_time", (json_int_t)NOW);
     assert_non_null(c);
     if (edit != NULL)
         edit(c);
@@ -220,6 +222,11 @@ static void round_trip(lt_alg_t alg)
     assert_true(json_equal(t.roles, roles));
     assert_true(json_equal(t.amr, amr));
     assert_string_equal(json_string_value(json_object_get(t.claims, "acr")), "aal1");
+    assert_string_equal(t.acr, "aal1");
+    assert_string_equal(t.client_id, "latch");
+    assert_string_equal(json_string_value(json_object_get(t.claims, "client_id")), "latch");
+    assert_string_equal(t.username, "ada@example.com");
+    assert_string_equal(json_string_value(json_object_get(t.claims, "username")), "ada@example.com");
     assert_string_equal(json_string_value(json_object_get(t.claims, "aud")), AUD);
     assert_true(lt_token_has_role(&t, "admin"));
     assert_true(lt_token_has_role(&t, "auditor"));
@@ -243,7 +250,7 @@ static void round_trip(lt_alg_t alg)
     /* A verifier holding only the published JWKS accepts it too. */
     char *jwks = NULL;
     size_t jlen = 0;
-    assert_int_equal(lt_keyring_jwks(kr, 0, &jwks, &jlen), 0);
+    assert_int_equal(lt_keyring_jwks(kr, &jwks, &jlen), 0);
     json_t *doc = json_loads(jwks, 0, NULL);
     lt_keyring_entry_t pub = {NULL, 1, 0};
     assert_int_equal(lt_key_from_public_jwk(json_array_get(json_object_get(doc, "keys"), 0), &pub.key), 0);
@@ -295,6 +302,15 @@ static void test_issue_errors_and_defaults(void **state)
     c.roles = bad_roles;
     assert_int_equal(lt_token_issue(kr, &c, &jwt, NULL, 0), LT_EINVAL);
     json_decref(bad_roles);
+    c = std_claims(NULL, NULL);
+    c.client_id = "";
+    assert_int_equal(lt_token_issue(kr, &c, &jwt, NULL, 0), LT_EINVAL);
+    c = std_claims(NULL, NULL);
+    c.sid = "";
+    assert_int_equal(lt_token_issue(kr, &c, &jwt, NULL, 0), LT_EINVAL);
+    c = std_claims(NULL, NULL);
+    c.username = "";
+    assert_int_equal(lt_token_issue(kr, &c, &jwt, NULL, 0), LT_EINVAL);
     assert_null(jwt);
 
     /* No roles/amr/scope/acr: empty arrays and "" in the token, no acr claim. */
@@ -311,10 +327,74 @@ static void test_issue_errors_and_defaults(void **state)
     assert_int_equal(json_array_size(t.amr), 0);
     assert_null(json_object_get(t.claims, "acr"));
     assert_false(lt_token_has_role(&t, "admin"));
+    assert_null(t.acr);
     lt_token_free(&t);
     lt_token_free(&t); /* idempotent */
     free(jwt);
+
+    /* A NULL client_id is first-party (callers from before client_id); acr "" is no acr. */
+    c = std_claims(NULL, NULL);
+    c.client_id = NULL;
+    c.acr = "";
+    assert_int_equal(lt_token_issue(kr, &c, &jwt, NULL, 0), 0);
+    assert_int_equal(lt_token_verify(kr, jwt, strlen(jwt), &o, &t, &why), 0);
+    assert_string_equal(t.client_id, LT_TOKEN_FIRST_PARTY_CLIENT);
+    assert_null(json_object_get(t.claims, "acr"));
+    lt_token_free(&t);
+    free(jwt);
     lt_keyring_unref(empty);
+    lt_keyring_unref(kr);
+}
+
+/* client_credentials: no sid, auth_time, username or amr claims, and it verifies. */
+static void test_client_token(void **state)
+{
+    (void)state;
+    lt_keyring_t *kr = make_ring(LT_ALG_EDDSA, NULL, NULL);
+    json_t *roles = json_pack("[s]", "billing");
+    lt_token_claims_t c = {
+        .iss = ISS,
+        .aud = AUD,
+        .sub = "svc-billing",
+        .tenant = "6f1c2d3e-0000-4000-8000-0000000000aa",
+        .client_id = "svc-billing",
+        .scope = "invoices:read",
+        .roles = roles,
+        .now = NOW,
+        .ttl = 300,
+    };
+    char *jwt = NULL;
+    assert_int_equal(lt_token_issue(kr, &c, &jwt, NULL, 0), 0);
+
+    /* The payload as issued: no sid/auth_time/username/amr/acr members at all. */
+    const char *d1 = strchr(jwt, '.'), *d2 = strrchr(jwt, '.');
+    char payload[1024];
+    long pn = lt_b64url_decode(payload, sizeof(payload) - 1, d1 + 1, (size_t)(d2 - d1 - 1));
+    assert_true(pn > 0);
+    json_t *raw = json_loadb(payload, (size_t)pn, 0, NULL);
+    assert_non_null(raw);
+    const char *absent[] = {"sid", "auth_time", "username", "amr", "acr"};
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+        if (json_object_get(raw, absent[i]) != NULL)
+            fail_msg("client token has %s", absent[i]);
+    assert_string_equal(json_string_value(json_object_get(raw, "client_id")), "svc-billing");
+    json_decref(raw);
+
+    lt_token_verify_opts_t o = opts_at(NOW);
+    lt_token_t t;
+    const char *why = NULL;
+    if (lt_token_verify(kr, jwt, strlen(jwt), &o, &t, &why) != 0)
+        fail_msg("client token rejected: %s", why);
+    assert_null(t.sid);
+    assert_null(t.username);
+    assert_null(t.acr);
+    assert_string_equal(t.client_id, "svc-billing");
+    assert_int_equal(t.auth_time, 0);
+    assert_int_equal(json_array_size(t.amr), 0);
+    assert_true(lt_token_has_role(&t, "billing"));
+    lt_token_free(&t);
+    free(jwt);
+    json_decref(roles);
     lt_keyring_unref(kr);
 }
 
@@ -634,6 +714,46 @@ static void del_sid(json_t *c)
 {
     json_object_del(c, "sid");
 }
+static void set_sid_int(json_t *c)
+{
+    json_object_set_new(c, "sid", json_integer(7));
+}
+static void set_sid_empty(json_t *c)
+{
+    json_object_set_new(c, "sid", json_string(""));
+}
+static void set_sid_null(json_t *c)
+{
+    json_object_set_new(c, "sid", json_null());
+}
+static void del_client_id(json_t *c)
+{
+    json_object_del(c, "client_id");
+}
+static void set_client_id_empty(json_t *c)
+{
+    json_object_set_new(c, "client_id", json_string(""));
+}
+static void set_client_id_array(json_t *c)
+{
+    json_object_set_new(c, "client_id", json_pack("[s]", "latch"));
+}
+static void set_username_int(json_t *c)
+{
+    json_object_set_new(c, "username", json_integer(1));
+}
+static void set_acr_empty(json_t *c)
+{
+    json_object_set_new(c, "acr", json_string(""));
+}
+/* A client_credentials token: no sid, auth_time, username or amr. */
+static void client_token(json_t *c)
+{
+    json_object_del(c, "sid");
+    json_object_del(c, "auth_time");
+    json_object_del(c, "amr");
+    json_object_set_new(c, "client_id", json_string("svc-billing"));
+}
 static void set_tenant_int(json_t *c)
 {
     json_object_set_new(c, "tenant", json_integer(4));
@@ -683,10 +803,19 @@ static void test_reject_claims(void **state)
         {set_exp_string, "bad time claims"},
         {set_exp_real, "bad time claims"},
         {set_exp_huge, "bad time claims"},
-        {del_sub, "missing sub, jti, sid or tenant"},
-        {del_jti, "missing sub, jti, sid or tenant"},
-        {del_sid, "missing sub, jti, sid or tenant"},
-        {set_tenant_int, "missing sub, jti, sid or tenant"},
+        {del_sub, "missing sub, jti, tenant or client_id"},
+        {del_jti, "missing sub, jti, tenant or client_id"},
+        {del_sid, NULL},
+        {set_sid_int, "bad sid, username or acr"},
+        {set_sid_empty, "bad sid, username or acr"},
+        {set_sid_null, "bad sid, username or acr"},
+        {del_client_id, "missing sub, jti, tenant or client_id"},
+        {set_client_id_empty, "missing sub, jti, tenant or client_id"},
+        {set_client_id_array, "missing sub, jti, tenant or client_id"},
+        {set_username_int, "bad sid, username or acr"},
+        {set_acr_empty, "bad sid, username or acr"},
+        {client_token, NULL},
+        {set_tenant_int, "missing sub, jti, tenant or client_id"},
         {set_roles_string, "bad roles or amr"},
         {set_roles_mixed, "bad roles or amr"},
         {set_scope_array, "bad scope"},
@@ -900,9 +1029,9 @@ static void test_keystore(void **state)
     for (int i = 0; i < N; i++)
         lt_keyring_unref(jobs[i].kr);
 
-    /* Rotation by hand: retire the key; the next load creates an EdDSA key and still
-     * publishes the retired one while it is young, and not once it is old. */
-    exec_ok(c, "UPDATE signing_keys SET status = 'retired', retired_at = now()");
+    /* Rotation by hand: the key becomes previous; the next load creates an EdDSA key and
+     * still publishes the previous one while it is young, and not once it is old. */
+    exec_ok(c, "UPDATE signing_keys SET status = 'previous', retired_at = now()");
     lt_token_keystore_opts_t o = {db_conninfo, mk, 2, LT_ALG_EDDSA, 3600};
     lt_keyring_t *kr = NULL;
     char err[256];
@@ -911,7 +1040,7 @@ static void test_keystore(void **state)
     assert_string_not_equal(lt_key_kid(lt_keyring_active(kr)), kid1);
     assert_non_null(lt_keyring_find(kr, kid1, strlen(kid1)));
     lt_keyring_unref(kr);
-    exec_ok(c, "UPDATE signing_keys SET retired_at = now() - interval '2 hours' WHERE status = 'retired'");
+    exec_ok(c, "UPDATE signing_keys SET retired_at = now() - interval '2 hours' WHERE status = 'previous'");
     assert_int_equal(lt_token_keystore_load(&o, &kr, err, sizeof(err)), 0);
     assert_null(lt_keyring_find(kr, kid1, strlen(kid1)));
     char kid2[LT_KID_MAX + 1];
@@ -934,7 +1063,7 @@ static void test_keystore(void **state)
     o.seal_keys = mk;
     o.nseal_keys = 2;
     exec_ok(c, "UPDATE signing_keys SET private_sealed = (SELECT private_sealed FROM signing_keys WHERE status ="
-               " 'retired' LIMIT 1) WHERE status = 'active'");
+               " 'previous' LIMIT 1) WHERE status = 'current'");
     assert_int_equal(lt_token_keystore_load(&o, &kr, err, sizeof(err)), LT_EINVAL);
     assert_non_null(strstr(err, kid2));
 
@@ -952,12 +1081,13 @@ int main(void)
         cmocka_unit_test(test_round_trip_es256),
         cmocka_unit_test(test_round_trip_eddsa),
         cmocka_unit_test(test_issue_errors_and_defaults),
+        cmocka_unit_test(test_client_token),
         cmocka_unit_test(test_reject_header),
         cmocka_unit_test(test_reject_encoding),
         cmocka_unit_test(test_reject_claims),
         cmocka_unit_test(test_keystore),
     };
-    enum { NPURE = 6 };
+    enum { NPURE = 7 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
     const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_WARN); /* "applied <file>", "created signing key ..." */
