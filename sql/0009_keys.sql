@@ -20,7 +20,8 @@ ALTER TABLE signing_keys ALTER COLUMN status SET DEFAULT 'current';
 ALTER TABLE signing_keys ADD COLUMN activates_at timestamptz;
 ALTER TABLE signing_keys ADD CONSTRAINT signing_keys_status_check
     CHECK (status IN ('next', 'current', 'previous', 'retired'));
-ALTER TABLE signing_keys ADD CONSTRAINT signing_keys_next_activates CHECK (status <> 'next' OR activates_at IS NOT NULL);
+ALTER TABLE signing_keys ADD CONSTRAINT signing_keys_next_activates
+    CHECK (status <> 'next' OR activates_at IS NOT NULL);
 CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys ((true)) WHERE status = 'current';
 CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys ((true)) WHERE status = 'next';
 
@@ -51,7 +52,8 @@ DECLARE
     v_k signing_keys;
 BEGIN
     IF p_prepublish_s IS NULL OR p_prepublish_s < 0 THEN
-        RAISE EXCEPTION 'latch_key_add_next: bad prepublish %', p_prepublish_s USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'latch_key_add_next: bad prepublish %', p_prepublish_s
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(7809651199139603833);
     IF EXISTS (SELECT 1 FROM signing_keys WHERE status = 'next') THEN
@@ -95,7 +97,8 @@ BEGIN
     SELECT kid INTO v_next FROM signing_keys WHERE status = 'next' AND activates_at <= now();
     IF v_next IS NOT NULL THEN
         -- Old current first: the unique index allows one current at any moment.
-        UPDATE signing_keys SET status = 'previous', retired_at = now() WHERE status = 'current' RETURNING kid INTO v_old;
+        UPDATE signing_keys SET status = 'previous', retired_at = now()
+            WHERE status = 'current' RETURNING kid INTO v_old;
         UPDATE signing_keys SET status = 'current' WHERE kid = v_next;
     END IF;
     SELECT array_agg(kid ORDER BY kid) INTO v_retired FROM signing_keys

@@ -132,6 +132,20 @@ static void query_failed(lt_req_t *r, const char *err, PGresult *res)
 
 /* ---- completions ------------------------------------------------------------------------ */
 
+/* A new secret's copy in the request pool, wiped when the request ends however it ends
+ * (answered, failed, or reset by the client before the statement returned). */
+static void secret_dispose(void *p)
+{
+    lt_wipe(p, LT_CLIENT_SECRET_LEN + 1);
+}
+
+static char *pool_secret(lt_req_t *r, const char *secret)
+{
+    char *p = h2o_mem_alloc_shared(&r->req->pool, LT_CLIENT_SECRET_LEN + 1, secret_dispose);
+    memcpy(p, secret, LT_CLIENT_SECRET_LEN + 1);
+    return p;
+}
+
 /* What a write answers on "ok". */
 typedef struct {
     int status;   /* 200, 201 or 204 (no body) */
@@ -336,7 +350,7 @@ static int on_create(lt_req_t *r)
     }
     write_t *w = h2o_mem_alloc_pool(&r->req->pool, sizeof(*w));
     w->status = 201;
-    w->secret = pool_strdup(r, secret);
+    w->secret = pool_secret(r, secret);
     lt_wipe(secret, sizeof(secret));
     /* A tenant admin naming another tenant meets the scope check in SQL: 404. */
     const char *params[] = {c.scope, tenant_id != NULL ? tenant_id : c.t->tenant, id, hash, name, g, s, p,
@@ -425,7 +439,7 @@ static int on_rotate_secret(lt_req_t *r)
     }
     write_t *w = h2o_mem_alloc_pool(&r->req->pool, sizeof(*w));
     w->status = 200;
-    w->secret = pool_strdup(r, secret);
+    w->secret = pool_secret(r, secret);
     lt_wipe(secret, sizeof(secret));
     const char *params[] = {c.scope, id, hash, c.t->sub, lt_req_peer(r), r->request_id};
     admin_run(r, &c, &lt_clients_stmt_rotate_secret, params, 6, on_write_done, w);

@@ -101,6 +101,8 @@ typedef struct maint {
     int stop; /* guarded by lock */
 } maint_t;
 
+static void resync_revocations(lt_api_t *api);
+
 static void maint_tick(lt_api_t *api, PGconn **conn, uint64_t *last_cleanup)
 {
     const lt_config_t *cfg = api->cfg;
@@ -124,6 +126,8 @@ static void maint_tick(lt_api_t *api, PGconn **conn, uint64_t *last_cleanup)
     lt_wipe(&seal, sizeof(seal));
     if (ret != 0)
         lt_log(LT_LOG_WARN, "api", "key maintenance: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "", err);
+    if (__atomic_load_n(&api->rev_resync, __ATOMIC_ACQUIRE) && api->server != NULL)
+        resync_revocations(api);
     uint64_t now = lt_monotonic_ns() / 1000000;
     if (now - *last_cleanup >= CLEANUP_EVERY_MS) {
         *last_cleanup = now;
@@ -206,6 +210,7 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
         free(api);
         return ret;
     }
+    pthread_mutex_init(&api->rev_lock, NULL);
     if ((ret = lt_clients_holder_init(&api->clients)) != 0) {
         lt_keyring_holder_dispose(&api->keys);
         free(api);
@@ -336,8 +341,10 @@ static void worker_notify(void *app, const char *channel, const char *payload, v
     int64_t now = (int64_t)(lt_now_ms() / 1000);
     if (strcmp(channel, LT_BC_REVOCATIONS) == 0) {
         int bad = lt_revset_apply(w->revs, payload, now);
-        if (bad != 0)
-            lt_log(LT_LOG_WARN, "api", "worker %d: %d revocation lines not applied", w->id, bad);
+        if (bad < 0)
+            lt_log(LT_LOG_ERROR, "api", "worker %d: revocations not applied: %s", w->id, lt_strerror(-bad));
+        else if (bad > 0)
+            lt_log(LT_LOG_WARN, "api", "worker %d: %d malformed revocation lines skipped", w->id, bad);
         lt_revset_prune(w->revs, now);
         __atomic_store_n(&w->m_rev_entries, (uint64_t)lt_revset_count(w->revs), __ATOMIC_RELAXED);
         __atomic_store_n(&w->m_rev_seq, lt_revset_seq(w->revs), __ATOMIC_RELAXED);
@@ -399,7 +406,17 @@ static int resync_batch(const char *batch, void *data)
  * a worker reports ready only after that. Runs with LISTEN already active, so anything
  * committed meanwhile also arrives as a notification (applying twice is harmless).
  */
+static void resync_revocations_locked(lt_api_t *api);
+
+/* The control thread and the maintenance thread (retrying a failed resync) both get here. */
 static void resync_revocations(lt_api_t *api)
+{
+    pthread_mutex_lock(&api->rev_lock);
+    resync_revocations_locked(api);
+    pthread_mutex_unlock(&api->rev_lock);
+}
+
+static void resync_revocations_locked(lt_api_t *api)
 {
     char err[256] = "";
     PGconn *c = PQconnectdb(api->cfg->database_url);
@@ -410,10 +427,12 @@ static void resync_revocations(lt_api_t *api)
                                            : LT_EUNAVAIL;
     PQfinish(c);
     if (ret != 0) {
-        lt_log(LT_LOG_WARN, "api", "revocations not reloaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "",
-               err);
+        lt_log(LT_LOG_WARN, "api", "revocations not reloaded (retrying): %s%s%s", lt_strerror(ret),
+               err[0] != '\0' ? ": " : "", err);
+        __atomic_store_n(&api->rev_resync, 1, __ATOMIC_RELEASE);
         return;
     }
+    __atomic_store_n(&api->rev_resync, 0, __ATOMIC_RELEASE);
     if (last > api->rev_seq)
         api->rev_seq = last;
     char seq[24];
@@ -439,9 +458,11 @@ void lt_api_on_notify(const char *channel, const char *payload, void *data)
     }
     if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_REVOCATIONS]) == 0) {
         uint64_t seq = strtoull(payload, NULL, 10);
+        pthread_mutex_lock(&api->rev_lock);
         if (seq > api->rev_seq)
             api->rev_seq = seq;
         lt_http_server_broadcast(api->server, LT_BC_REVOCATIONS, payload);
+        pthread_mutex_unlock(&api->rev_lock);
         return;
     }
     if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_KEYS]) == 0) {
@@ -464,6 +485,7 @@ void lt_api_destroy(lt_api_t **pa)
     lt_password_policy_destroy(&api->policy);
     lt_keyring_holder_dispose(&api->keys);
     lt_clients_holder_dispose(&api->clients);
+    pthread_mutex_destroy(&api->rev_lock);
     free(api);
     *pa = NULL;
 }

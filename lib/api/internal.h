@@ -4,6 +4,7 @@
 #ifndef LT_API_INTERNAL_H
 #define LT_API_INTERNAL_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -47,7 +48,9 @@ struct lt_api {
     lt_hasher_t *hasher;          /* argon2id pool shared by every worker */
     lt_password_policy_t *policy; /* runs on the hasher threads */
     lt_clients_holder_t clients;  /* OAuth clients; swapped by the control thread */
-    uint64_t rev_seq;             /* control thread only: highest revocation seq broadcast */
+    pthread_mutex_t rev_lock;     /* orders revocation broadcasts: control vs maintenance thread */
+    uint64_t rev_seq;             /* highest revocation seq broadcast (under rev_lock) */
+    int rev_resync;               /* a resync failed: the maintenance thread retries (atomic) */
     void *maint;                  /* maintenance thread (api.c) */
 };
 

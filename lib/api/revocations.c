@@ -14,9 +14,10 @@
  * A new stream first catches up from the set, a chunk at a time, paced by the HTTP layer's
  * drain callback so a large backlog never piles up in the send buffer; live batches
  * (lt__api_streams_push, after worker_notify applied them to the set) go to the streams
- * that have caught up, and streams still catching up find them in the set. `sent` (the
- * highest seq written) keeps an entry from going out twice. A comment line every 15 s
- * keeps proxies and clients from timing the connection out.
+ * that have caught up, and streams still catching up find them in the set; a stream whose
+ * reader lags (LAG_BYTES unsent) is switched back to catching up. `sent` (the highest seq
+ * written) keeps an entry from going out twice. A comment line every 15 s keeps proxies
+ * and clients from timing the connection out.
  *
  * A stream's request can be released in the middle of our own code (a write that aborts a
  * slow reader may reset the HTTP/2 stream at once), so on_close only unlinks and marks it;
@@ -34,6 +35,13 @@
 /* Backlog entries written per drain: ~200 bytes each, well under the stream's buffer cap. */
 #define CATCHUP_CHUNK 256
 #define KEEPALIVE_MS 15000
+/*
+ * A stream with this much unsent goes back to catching up from the set instead of queueing
+ * more live events: a burst (a tenant's sessions ended at once) or a slow reader then costs
+ * bounded memory and no disconnect, and the reader still gets every entry, in order. The
+ * HTTP layer's hard cap (LT_HTTP_STREAM_MAX_BUFFER) is never reached this way.
+ */
+#define LAG_BYTES (256 * 1024)
 /* Open streams per worker; more are refused with 503 (each holds buffers and a socket). */
 #define STREAMS_MAX 1024
 
@@ -232,6 +240,13 @@ static int catchup_item(const lt_rev_entry_t *e, void *data)
 
 static void stream_drain(lt_req_t *r, void *data);
 
+/* Back to reading the set, from `sent`, as the reader drains. */
+static void fall_back(rev_stream_t *st)
+{
+    st->catching_up = 1;
+    lt_http_stream_on_drain(st->r, stream_drain);
+}
+
 /* Writes the next chunk of the backlog; done once a chunk comes back short. */
 static void catch_up(rev_stream_t *st)
 {
@@ -271,7 +286,9 @@ static void on_keepalive(h2o_timeout_entry_t *entry)
         rev_stream_t *st = H2O_STRUCT_FROM_MEMBER(rev_stream_t, link, todo.next);
         h2o_linklist_unlink(&st->link);
         h2o_linklist_insert(&ss->list, &st->link);
-        (void)lt_http_stream_write(st->r, ka, sizeof(ka) - 1);
+        /* a stream with bytes still unsent shows the connection is alive anyway */
+        if (lt_http_stream_pending(st->r) == 0)
+            (void)lt_http_stream_write(st->r, ka, sizeof(ka) - 1);
     }
     ss->busy--;
     if (!h2o_linklist_is_empty(&ss->list) && !h2o_timeout_is_linked(&ss->keepalive_entry))
@@ -329,8 +346,10 @@ static int on_stream(lt_req_t *r)
     }
     h2o_linklist_insert(&ss->list, &st->link);
     ss->count++;
-    /* The backlog follows once the headers are out (the first drain). */
+    /* The headers go out with this comment at once; the backlog follows on the drain. */
     lt_http_stream_on_drain(r, stream_drain);
+    static const char hello[] = ": ok\n\n";
+    (void)lt_http_stream_write(r, hello, sizeof(hello) - 1);
     if (ss->loop == NULL) {
         ss->loop = r->req->conn->ctx->loop;
         h2o_timeout_init(ss->loop, &ss->keepalive, KEEPALIVE_MS);
@@ -391,6 +410,10 @@ void lt__api_streams_push(lt_api_worker_t *w, const char *batch)
         for (size_t i = 0; i < n && st->r != NULL; i++) {
             if (es[i].seq <= st->sent || strcmp(es[i].tenant, st->tenant) != 0)
                 continue;
+            if (lt_http_stream_pending(st->r) >= LAG_BYTES) {
+                fall_back(st);
+                break;
+            }
             if (write_event(st, &es[i]) != 0)
                 break;
         }

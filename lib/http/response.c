@@ -432,10 +432,9 @@ int lt_http_stream_start(lt_req_t *r, int status, const char *content_type, lt_h
     /* reverse proxies (nginx) would otherwise hold events back in their buffers */
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 1, NULL, H2O_STRLIT("no"));
     req->res.content_length = SIZE_MAX;
+    /* The headers leave with the first bytes written: h2o 2.2 neither flushes them nor
+     * calls proceed back for an empty send. */
     h2o_start_response(req, &st->super);
-    /* The headers leave now: clients learn the stream is open before any event. */
-    st->inflight = 1;
-    h2o_send(req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);
     return 0;
 }
 

@@ -65,10 +65,12 @@ const char *lt_req_header(lt_req_t *r, const char *name);
 /*
  * Streamed responses (Server-Sent Events and the like), on h2o's generator API.
  *
- * lt_http_stream_start sends the status and headers (the security headers of lt_http_send,
+ * lt_http_stream_start sets the status and headers (the security headers of lt_http_send,
  * Cache-Control: no-store, X-Accel-Buffering: no) and keeps the request open; the body is
  * then written piecemeal with lt_http_stream_write (chunked on HTTP/1.1, DATA frames on
- * HTTP/2) and finished with lt_http_stream_end.
+ * HTTP/2) and finished with lt_http_stream_end. The headers leave with the first write
+ * (h2o 2.2 sends nothing for an empty one): write something at once if the client should
+ * see the response start before there is news (an SSE comment, say).
  *
  * Flow control: h2o takes one buffer at a time; bytes written meanwhile are copied into a
  * second buffer and leave together when h2o asks for more. The two together are capped at
@@ -107,9 +109,8 @@ int lt_http_stream_write(lt_req_t *r, const char *data, size_t len);
 size_t lt_http_stream_pending(const lt_req_t *r);
 
 /*
- * `fn(r, data)` runs whenever h2o has taken everything written so far (including right
- * after the headers went out): the moment to write more of a large backlog without piling
- * it all into the buffer. NULL to stop.
+ * `fn(r, data)` runs whenever h2o has taken everything written so far: the moment to write
+ * more of a large backlog without piling it all into the buffer. NULL to stop.
  */
 void lt_http_stream_on_drain(lt_req_t *r, lt_http_stream_fn fn);
 

@@ -29,7 +29,7 @@
 
 /* Rows of one load: a few keys; more than this means something else is wrong. */
 #define KEYS_MAX 64
-/* Attempts at "read, none active, insert": a second round only follows a lost race. */
+/* Attempts at "read, no current key, insert": a second round only follows a lost race. */
 #define CREATE_ATTEMPTS 3
 
 /* A previous key is loaded only while it may still verify a live token, also when no

@@ -174,6 +174,7 @@ def test_rotation_through_the_api(w):
     assert kid_of(before["access_token"]) == old
     assert w.verify(before["access_token"], w.cb)["sub"]
 
+    audit_from = w.sql("SELECT coalesce(max(id), 0) FROM audit_log")
     t0 = time.time()
     r = w.rotate(before["access_token"])
     assert r.status_code == 202, r.text
@@ -223,7 +224,7 @@ def test_rotation_through_the_api(w):
     assert w.keys()[old]["state"] == "retired"
     assert w.introspect(before["access_token"]) == {"active": False}
     events = w.sql(f"SELECT string_agg(event || ':' || actor, ',' ORDER BY id) FROM audit_log "
-                   f"WHERE target IN ('{old}', '{new}') AND event LIKE 'key.%' AND at >= to_timestamp({t0 - 1})")
+                   f"WHERE target IN ('{old}', '{new}') AND event LIKE 'key.%' AND id > {audit_from}")
     assert events.split(",") == ["key.created:" + before_sub(before), "key.activated:system",
                                  "key.retired:system"], events
 

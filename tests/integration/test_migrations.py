@@ -115,5 +115,10 @@ def test_latchd_migrates_on_start(make_db, latchd_factory):
 
 def test_latchd_without_migrate_on_start_leaves_schema_alone(make_db, latchd_factory):
     db = make_db(migrated=False)
-    latchd_factory(database_url=db.url, database_owner_url=db.owner_url)
+    d = latchd_factory(database_url=db.url, database_owner_url=db.owner_url, start=False)
+    d.start(ready=False)
     assert db.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'") == "0"
+    # Not ready: without the schema there are no revocations to load, and introspection
+    # must not answer before it has them.
+    with d.h2c() as c:
+        assert c.get("/readyz").status_code == 503

@@ -199,7 +199,8 @@ static void test_rotate_and_promote(void **state)
     assert_query(c, sql, "next|ES256");
     snprintf(sql, sizeof(sql),
              "SELECT concat_ws('|', actor, target, outcome, details->>'state', details->>'alg',"
-             " (details->>'activates_at') IS NOT NULL) FROM audit_log WHERE event = 'key.created' ORDER BY id DESC LIMIT 1");
+             " (details->>'activates_at') IS NOT NULL) FROM audit_log WHERE event = 'key.created'"
+             " ORDER BY id DESC LIMIT 1");
     char want[160];
     snprintf(want, sizeof(want), "tester|%s|success|next|ES256|t", kid);
     assert_query(c, sql, want);
@@ -379,7 +380,8 @@ static void test_maintain_race(void **state)
     assert_query(c, "SELECT count(*) FROM signing_keys WHERE status = 'current'", "1");
     /* Exactly one key.activated and one key.created among the racers. */
     snprintf(sql, sizeof(sql),
-             "SELECT string_agg(event, ',' ORDER BY event) FROM audit_log WHERE id > %s AND event LIKE 'key.%%'", before);
+             "SELECT string_agg(event, ',' ORDER BY event) FROM audit_log WHERE id > %s AND event LIKE 'key.%%'",
+             before);
     assert_query(c, sql, "key.activated,key.created");
     free(before);
     PQfinish(c);
