@@ -537,7 +537,7 @@ static int load_int(const char *name, long value, lt_config_t *cfg, char *err, s
     /* Keys checked against each other: keep the partner out of the way. */
     if (strcmp(name, "jwks_max_age") == 0 || strcmp(name, "key_rotation_interval") == 0)
         env_add(&e, "LATCH_KEY_PREPUBLISH=%d", strcmp(name, "jwks_max_age") == 0 ? 604800 : 0);
-    if (strcmp(name, "key_prepublish") == 0)
+    if (strcmp(name, "key_prepublish") == 0 || strcmp(name, "key_rotation_interval") == 0)
         env_add(&e, "LATCH_JWKS_MAX_AGE=0");
     int ret = load(NULL, &e, cfg, err, errlen);
     env_free(&e);
