@@ -38,31 +38,7 @@
 #include "identity/admin.h"
 #include "identity/auth.h"
 
-#define LIMIT_DEFAULT "50"
-#define LIMIT_MAX 200
 #define DISPLAY_NAME_MAX 200 /* characters; the column's CHECK */
-
-/* Who is calling: the verified token and the tenant its queries are confined to. */
-typedef struct {
-    const lt_token_t *t;
-    const char *scope; /* the caller's tenant id, NULL for a global admin */
-} caller_t;
-
-/** @return 0, or -1 when a 401/403 has been sent. */
-static int caller_get(lt_req_t *r, caller_t *c)
-{
-    c->t = lt__api_admin(r);
-    if (c->t == NULL)
-        return -1;
-    /* Tokens we issued always carry these as UUIDs; anything else must not reach a cast. */
-    if (!lt_auth_uuid_ok(c->t->tenant) || !lt_auth_uuid_ok(c->t->sub) || !lt_auth_uuid_ok(c->t->sid)) {
-        lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
-        lt_http_problem(r, 401, "invalid_token", "The access token is invalid or expired.");
-        return -1;
-    }
-    c->scope = lt__api_is_global_admin(c->t) ? NULL : c->t->tenant;
-    return 0;
-}
 
 /* The path's {id}, or NULL after answering 404 (malformed ids are simply not found). */
 static const char *path_id(lt_req_t *r, const char *what)
@@ -75,79 +51,17 @@ static const char *path_id(lt_req_t *r, const char *what)
     return id;
 }
 
-/* A copy of `s` in the request pool. */
-static char *pool_strdup(lt_req_t *r, const char *s)
-{
-    size_t n = strlen(s);
-    char *p = h2o_mem_alloc_pool(&r->req->pool, n + 1);
-    memcpy(p, s, n + 1);
-    return p;
-}
-
-/* A JSON value serialised into the request pool; NULL only when out of memory. */
-static char *pool_json(lt_req_t *r, const json_t *v)
-{
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s == NULL)
-        return NULL;
-    char *p = pool_strdup(r, s);
-    free(s);
-    return p;
-}
-
-static void internal_error(lt_req_t *r, const char *what)
-{
-    lt_log(LT_LOG_ERROR, "api", "request %s: %s", r->request_id, what);
-    lt_http_problem(r, 500, "internal_error", "The request could not be completed.");
-}
-
-/*
- * A statement failed. Unique violations are races the functions could not absorb (409);
- * data exceptions and check violations mean input slipped past validation (400, never
- * 500 for client input); the server's transient trouble is 503; anything else is our bug
- * (500, logged).
- */
-static void query_failed(lt_req_t *r, const char *err, PGresult *res)
-{
-    if (err != lt_err_query || res == NULL) {
-        lt__api_store_problem(r, err);
-        return;
-    }
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (state != NULL && strcmp(state, "23505") == 0) {
-        lt_http_problem(r, 409, "conflict", "The object exists already.");
-        return;
-    }
-    if (state != NULL && (strncmp(state, "22", 2) == 0 || strcmp(state, "23514") == 0)) {
-        lt_http_problem(r, 400, "invalid_request", "The request holds a value the store does not accept.");
-        return;
-    }
-    /* Deadlock or serialisation (40), resources (53), shutdown or cancel (57), connection
-     * (08): the server's trouble, worth a retry. */
-    if (state != NULL && (strncmp(state, "40", 2) == 0 || strncmp(state, "53", 2) == 0 ||
-                          strncmp(state, "57", 2) == 0 || strncmp(state, "08", 2) == 0)) {
-        lt_http_add_header(r, "retry-after", "1");
-        lt__api_store_problem(r, lt_err_unavailable);
-        return;
-    }
-    /* The primary message only: a DETAIL may quote row values (password hashes). */
-    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    lt_log(LT_LOG_ERROR, "api", "request %s: admin statement failed: %s %s", r->request_id, state ? state : "-",
-           msg ? msg : "-");
-    lt_http_problem(r, 500, "internal_error", "The request could not be completed.");
-}
-
 /* Completion of a write statement; ctx is the success status (200 or 201). */
 static void on_write_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
     lt_admin_code_t code;
     const char *body;
     if (err != NULL) {
-        query_failed(r, err, res);
+        lt__api_admin_failed(r, err, res);
         return;
     }
     if (lt_admin_result(res, &code, &body) != 0) {
-        internal_error(r, "admin statement returned an unexpected row");
+        lt__api_internal_error(r, "admin statement returned an unexpected row");
         return;
     }
     switch (code) {
@@ -172,141 +86,7 @@ static void on_write_done(lt_req_t *r, const char *err, PGresult *res, void *ctx
                                          "would make the attributes larger than 64 KiB"));
         return;
     }
-    internal_error(r, "admin statement returned an unknown code");
-}
-
-/* Completion of a GET by id; ctx is the 404 detail. */
-static void on_doc_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    const char *doc;
-    if (err != NULL) {
-        query_failed(r, err, res);
-        return;
-    }
-    if (lt_admin_doc(res, &doc) != 0) {
-        internal_error(r, "admin statement returned an unexpected row");
-        return;
-    }
-    if (doc == NULL)
-        lt_http_problem(r, 404, "not_found", ctx);
-    else
-        lt__api_send_json_text(r, 200, doc);
-}
-
-/* Completion of a list: {"items": [...], "next_cursor": "..." | null}. */
-static void on_page_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    const char *items, *key;
-    char cursor[LT_ADMIN_CURSOR_MAX + 1];
-    lt_buf_t b = LT_BUF_INIT;
-    (void)ctx;
-    if (err != NULL) {
-        query_failed(r, err, res);
-        return;
-    }
-    if (lt_admin_page(res, &items, &key) != 0 || (key != NULL && lt_admin_cursor_encode(key, cursor, sizeof(cursor)) != 0)) {
-        internal_error(r, "admin list returned an unexpected row");
-        return;
-    }
-    int rc = lt_buf_appends(&b, "{\"items\":");
-    rc = rc ? rc : lt_buf_appends(&b, items);
-    rc = rc ? rc : lt_buf_appends(&b, ",\"next_cursor\":");
-    rc = rc ? rc : key != NULL ? lt_buf_appendf(&b, "\"%s\"}", cursor) : lt_buf_appends(&b, "null}");
-    if (rc != 0)
-        internal_error(r, "out of memory rendering a page");
-    else
-        lt_http_send(r, 200, "application/json", b.base, b.len);
-    lt_buf_free(&b);
-}
-
-/* ---- the caller's session, then the statement ------------------------------------------ */
-
-#define MAX_PARAMS 10
-
-/* A statement waiting for the session check; parameters copied into the request pool. */
-typedef struct {
-    const lt_store_stmt_t *stmt;
-    char *params[MAX_PARAMS];
-    int nparams;
-    lt_api_query_cb cb;
-    void *ctx;
-} pending_t;
-
-static void on_caller_checked(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    pending_t *p = ctx;
-    const char *live;
-    if (err != NULL) {
-        query_failed(r, err, res);
-        return;
-    }
-    if (lt_admin_doc(res, &live) != 0) {
-        internal_error(r, "session check returned an unexpected row");
-        return;
-    }
-    if (live == NULL || strcmp(live, "t") != 0) {
-        lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
-        lt_http_problem(r, 401, "invalid_token", "The session of this access token has ended.");
-        return;
-    }
-    lt__api_query(r, p->stmt, (const char *const *)p->params, p->nparams, p->cb, p->ctx);
-    /* The store copied them; a reset token among them has no business staying in memory. */
-    for (int i = 0; i < p->nparams; i++)
-        if (p->params[i] != NULL)
-            lt_wipe(p->params[i], strlen(p->params[i]));
-}
-
-/* Runs `stmt` for the caller once its session is confirmed live (one query at a time per
- * request: the check, then the statement). */
-static void admin_run(lt_req_t *r, const caller_t *c, const lt_store_stmt_t *stmt, const char *const *params,
-                      int nparams, lt_api_query_cb cb, void *ctx)
-{
-    if (nparams > MAX_PARAMS) {
-        internal_error(r, "admin statement with too many parameters");
-        return;
-    }
-    pending_t *p = h2o_mem_alloc_pool(&r->req->pool, sizeof(*p));
-    p->stmt = stmt;
-    p->nparams = nparams;
-    p->cb = cb;
-    p->ctx = ctx;
-    for (int i = 0; i < nparams; i++)
-        p->params[i] = params[i] != NULL ? pool_strdup(r, params[i]) : NULL;
-    const char *live[] = {c->t->sid, c->t->sub, c->t->tenant};
-    lt__api_query(r, &lt_admin_stmts[LT_ADMIN_CALLER_LIVE], live, 3, on_caller_checked, p);
-}
-
-/* ---- query strings of the lists -------------------------------------------------------- */
-
-typedef struct {
-    char us[20];
-    char id[LT_ADMIN_UUID_LEN + 1];
-    const char *after_us, *after_id; /* NULL on the first page */
-    char limit[8];
-} page_t;
-
-/* limit (1..200, default 50) and cursor; problems are recorded in `q`. */
-static void page_parse(lt_req_t *r, page_t *p, lt_api_in_t *q)
-{
-    const char *limit = lt_req_query(r, "limit"), *cursor = lt_req_query(r, "cursor");
-    memset(p, 0, sizeof(*p));
-    strcpy(p->limit, LIMIT_DEFAULT);
-    if (limit != NULL) {
-        size_t n = strlen(limit);
-        long v = n >= 1 && n <= 3 && strspn(limit, "0123456789") == n ? strtol(limit, NULL, 10) : -1;
-        if (v < 1 || v > LIMIT_MAX)
-            lt__api_in_error(q, "limit", "must be an integer from 1 to 200");
-        else
-            snprintf(p->limit, sizeof(p->limit), "%ld", v);
-    }
-    if (cursor != NULL) {
-        if (lt_admin_cursor_decode(cursor, p->us, p->id) != 0) {
-            lt__api_in_error(q, "cursor", "is not a cursor this service returned");
-        } else {
-            p->after_us = p->us;
-            p->after_id = p->id;
-        }
-    }
+    lt__api_internal_error(r, "admin statement returned an unknown code");
 }
 
 /* ---- tenants ------------------------------------------------------------------------- */
@@ -327,9 +107,9 @@ static const char *display_name_problem(const char *s)
 
 static int on_tenant_create(lt_req_t *r)
 {
-    caller_t c;
+    lt_api_caller_t c;
     lt_api_in_t in;
-    if (caller_get(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c) != 0)
         return 0;
     if (c.scope != NULL) {
         lt_http_problem(r, 403, "forbidden", "Creating tenants needs the global_admin role.");
@@ -347,40 +127,40 @@ static int on_tenant_create(lt_req_t *r)
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     const char *params[] = {name, display, c.t->sub, lt_req_peer(r), r->request_id};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_CREATE], params, 5, on_write_done, (void *)(intptr_t)201);
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_CREATE], params, 5, on_write_done, (void *)(intptr_t)201);
     return 0;
 }
 
 static int on_tenant_list(lt_req_t *r)
 {
-    caller_t c;
-    page_t p;
+    lt_api_caller_t c;
+    lt_api_page_t p;
     lt_api_in_t q = {0}; /* query parameters: errors only, no body */
-    if (caller_get(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c) != 0)
         return 0;
-    page_parse(r, &p, &q);
+    lt__api_page_parse(r, &p, &q);
     if (lt__api_in_done(r, &q) != 0)
         return 0;
     const char *params[] = {c.scope, p.after_us, p.after_id, p.limit};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_LIST], params, 4, on_page_done, NULL);
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_LIST], params, 4, lt__api_admin_page_done, NULL);
     return 0;
 }
 
 static int on_tenant_get(lt_req_t *r)
 {
-    caller_t c;
+    lt_api_caller_t c;
     const char *id;
-    if (caller_get(r, &c) != 0 || (id = path_id(r, "No such tenant.")) == NULL)
+    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such tenant.")) == NULL)
         return 0;
     const char *params[] = {c.scope, id};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_GET], params, 2, on_doc_done, (void *)"No such tenant.");
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_GET], params, 2, lt__api_admin_doc_done, (void *)"No such tenant.");
     return 0;
 }
 
 /* ---- users: create -------------------------------------------------------------------- */
 
 typedef struct {
-    caller_t c;
+    lt_api_caller_t c;
     const char *tenant_id;
     char email[LT_ADMIN_EMAIL_MAX + 1];
     const char *attributes; /* JSON text, or NULL */
@@ -391,7 +171,7 @@ static void user_create_run(lt_req_t *r, user_create_t *u, const char *phc, int 
 {
     const char *params[] = {u->c.scope, u->tenant_id, u->email, phc, u->attributes, u->roles,
                             imported ? "true" : "false", u->c.t->sub, lt_req_peer(r), r->request_id};
-    admin_run(r, &u->c, &lt_admin_stmts[LT_ADMIN_USER_CREATE], params, 10, on_write_done, (void *)(intptr_t)201);
+    lt__api_admin_run(r, &u->c, &lt_admin_stmts[LT_ADMIN_USER_CREATE], params, 10, on_write_done, (void *)(intptr_t)201);
 }
 
 static void on_user_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
@@ -403,7 +183,7 @@ static void on_user_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx
         return;
     }
     if (res->err != 0 || res->phc == NULL) {
-        internal_error(r, "hashing a new user's password failed");
+        lt__api_internal_error(r, "hashing a new user's password failed");
         return;
     }
     user_create_run(r, ctx, res->phc, 0);
@@ -446,7 +226,7 @@ static int on_user_create(lt_req_t *r)
     json_t *roles = NULL;
     user_create_t *u = h2o_mem_alloc_pool(&r->req->pool, sizeof(*u));
     memset(u, 0, sizeof(*u));
-    if (caller_get(r, &u->c) != 0 || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &u->c) != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
 
     const char *email = lt__api_in_str(&in, "email", 1, 1024);
@@ -475,10 +255,10 @@ static int on_user_create(lt_req_t *r)
         goto done;
     }
     u->tenant_id = tenant_id != NULL ? tenant_id : u->c.t->tenant;
-    u->roles = pool_json(r, roles);
-    u->attributes = attributes != NULL ? pool_json(r, attributes) : NULL;
+    u->roles = lt__api_pool_json(r, roles);
+    u->attributes = attributes != NULL ? lt__api_pool_json(r, attributes) : NULL;
     if (u->roles == NULL || (attributes != NULL && u->attributes == NULL)) {
-        internal_error(r, "out of memory serialising a new user");
+        lt__api_internal_error(r, "out of memory serialising a new user");
         goto done;
     }
     if (phc != NULL)
@@ -494,12 +274,12 @@ done:
 
 static int on_user_list(lt_req_t *r)
 {
-    caller_t c;
-    page_t p;
+    lt_api_caller_t c;
+    lt_api_page_t p;
     lt_api_in_t q = {0}; /* query parameters: errors only, no body */
-    if (caller_get(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c) != 0)
         return 0;
-    page_parse(r, &p, &q);
+    lt__api_page_parse(r, &p, &q);
     const char *email = lt_req_query(r, "email"), *tenant_id = lt_req_query(r, "tenant_id");
     if (email != NULL && strlen(email) > LT_ADMIN_EMAIL_MAX)
         lt__api_in_error(&q, "email", "must be at most 320 bytes");
@@ -510,18 +290,18 @@ static int on_user_list(lt_req_t *r)
     if (lt__api_in_done(r, &q) != 0)
         return 0;
     const char *params[] = {c.scope, tenant_id, email, p.after_us, p.after_id, p.limit};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_LIST], params, 6, on_page_done, NULL);
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_LIST], params, 6, lt__api_admin_page_done, NULL);
     return 0;
 }
 
 static int on_user_get(lt_req_t *r)
 {
-    caller_t c;
+    lt_api_caller_t c;
     const char *id;
-    if (caller_get(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
+    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
         return 0;
     const char *params[] = {c.scope, id};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_GET], params, 2, on_doc_done, (void *)"No such user.");
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_GET], params, 2, lt__api_admin_doc_done, (void *)"No such user.");
     return 0;
 }
 
@@ -529,33 +309,33 @@ static int on_user_get(lt_req_t *r)
 
 static int on_user_patch(lt_req_t *r)
 {
-    caller_t c;
+    lt_api_caller_t c;
     lt_api_in_t in;
     const char *id;
-    if (caller_get(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
     json_t *attributes = lt__api_in_obj(&in, "attributes", 1);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    const char *patch = pool_json(r, attributes);
+    const char *patch = lt__api_pool_json(r, attributes);
     if (patch == NULL) {
-        internal_error(r, "out of memory serialising a patch");
+        lt__api_internal_error(r, "out of memory serialising a patch");
         return 0;
     }
     const char *params[] = {c.scope, id, patch, c.t->sub, lt_req_peer(r), r->request_id};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_PATCH], params, 6, on_write_done, (void *)(intptr_t)200);
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_PATCH], params, 6, on_write_done, (void *)(intptr_t)200);
     return 0;
 }
 
 /* The account actions: no body is read (any sent is ignored). */
 static int user_action(lt_req_t *r, const char *action)
 {
-    caller_t c;
+    lt_api_caller_t c;
     const char *id;
-    if (caller_get(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
+    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
         return 0;
     const char *params[] = {c.scope, id, action, c.t->sub, lt_req_peer(r), r->request_id};
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_ACTION], params, 6, on_write_done, (void *)(intptr_t)200);
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_ACTION], params, 6, on_write_done, (void *)(intptr_t)200);
     return 0;
 }
 
@@ -581,20 +361,20 @@ static int on_user_end_sessions(lt_req_t *r)
 
 static int on_user_force_reset(lt_req_t *r)
 {
-    caller_t c;
+    lt_api_caller_t c;
     const char *id;
     char token[LT_AUTH_TOKEN_LEN + 1], hash[LT_AUTH_HASH_HEX_LEN + 1], ttl[16];
-    if (caller_get(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
+    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
         return 0;
     if (lt_auth_token_new(LT_AUTH_TOKEN_RESET, token, hash) != 0) {
-        internal_error(r, "no randomness for a reset token");
+        lt__api_internal_error(r, "no randomness for a reset token");
         return 0;
     }
     snprintf(ttl, sizeof(ttl), "%d", lt__api_worker(r)->api->cfg->password_reset_ttl);
     const char *params[] = {c.scope, id, hash, token, ttl, c.t->sub, lt_req_peer(r), r->request_id};
-    /* admin_run copies the parameters (and wipes its copies once the store has taken them);
+    /* lt__api_admin_run copies the parameters (and wipes its copies once the store has taken them);
      * the token leaves only through the outbox. */
-    admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_RESET], params, 8, on_write_done, (void *)(intptr_t)200);
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_RESET], params, 8, on_write_done, (void *)(intptr_t)200);
     lt_wipe(token, sizeof(token));
     return 0;
 }

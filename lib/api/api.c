@@ -33,11 +33,10 @@ const char *const lt__api_channel_names[LT_CHANNEL_COUNT] = {
  * main thread at start and on the listener's control thread after it (re)connects, so a
  * latchd started while PostgreSQL is down begins signing once it is back.
  */
-static void keystore_opts(const lt_api_t *api, lt_token_keystore_opts_t *o, lt_seal_key_t *seal)
+void lt__api_keystore_opts(const lt_api_t *api, lt_token_keystore_opts_t *o, lt_seal_key_t *seal)
 {
     const lt_config_t *cfg = api->cfg;
-    seal->version = (uint8_t)cfg->master_key_version;
-    memcpy(seal->key, cfg->master_key, sizeof(seal->key));
+    lt__api_master_key(cfg, seal);
     *o = (lt_token_keystore_opts_t){
         .conninfo = cfg->database_url,
         .seal_keys = seal,
@@ -52,7 +51,7 @@ static int load_keys(lt_api_t *api)
 {
     lt_seal_key_t seal;
     lt_token_keystore_opts_t o;
-    keystore_opts(api, &o, &seal);
+    lt__api_keystore_opts(api, &o, &seal);
     char err[256] = "";
     lt_keyring_t *kr = NULL;
     int ret = lt_token_keystore_load(&o, &kr, err, sizeof(err));
@@ -119,7 +118,7 @@ static void maint_tick(lt_api_t *api, PGconn **conn, uint64_t *last_cleanup)
     }
     lt_seal_key_t seal;
     lt_token_keystore_opts_t o;
-    keystore_opts(api, &o, &seal);
+    lt__api_keystore_opts(api, &o, &seal);
     int changed = 0;
     int ret = lt_token_keys_maintain(*conn, &o, cfg->key_rotation_interval, cfg->key_prepublish, &changed, err,
                                      sizeof(err));
@@ -281,6 +280,7 @@ static void worker_free(lt_api_worker_t *w)
         lt_keyring_unref(w->ring);
     if (w->clients != NULL)
         lt_clients_unref(w->clients);
+    free(w->jwks);
     free(w);
 }
 
@@ -348,7 +348,7 @@ static void worker_notify(void *app, const char *channel, const char *payload, v
         lt_revset_prune(w->revs, now);
         __atomic_store_n(&w->m_rev_entries, (uint64_t)lt_revset_count(w->revs), __ATOMIC_RELAXED);
         __atomic_store_n(&w->m_rev_seq, lt_revset_seq(w->revs), __ATOMIC_RELAXED);
-        lt__api_streams_push(w, payload);
+        lt__api_streams_push(w);
     } else if (strcmp(channel, LT_BC_REV_SYNCED) == 0) {
         w->revs_synced = 1;
     } else if (strcmp(channel, LT_BC_KEYS) == 0) {

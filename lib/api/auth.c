@@ -53,26 +53,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-typedef struct {
-    size_t size;
-    _Alignas(max_align_t) unsigned char data[];
-} wiped_box_t;
-
-static void wiped_box_dispose(void *p)
-{
-    wiped_box_t *b = p;
-    lt_wipe(b->data, b->size);
-}
-
-/* A zeroed flow context in the request pool, wiped when the request ends. */
-static void *ctx_new(lt_req_t *r, size_t size)
-{
-    wiped_box_t *b = h2o_mem_alloc_shared(&r->req->pool, sizeof(*b) + size, wiped_box_dispose);
-    b->size = size;
-    memset(b->data, 0, size);
-    return b->data;
-}
-
 /* A copy of `s` in the request pool (NULL stays NULL): PGresult values die with the callback. */
 static const char *pstr(lt_req_t *r, const char *s)
 {
@@ -372,7 +352,7 @@ static int on_login(lt_req_t *r)
     lt_api_in_t in;
     if (lt__api_body_read(r, &in) != 0)
         return 0;
-    login_ctx_t *c = ctx_new(r, sizeof(*c));
+    login_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     c->tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
     c->email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
     c->password = lt__api_in_str(&in, "password", 1, LT_PASSWORD_MAX);
@@ -423,12 +403,6 @@ static void refresh_unavailable(lt_req_t *r, lt_api_errors_t style, const char *
     }
 }
 
-static void master_key(const lt_config_t *cfg, lt_seal_key_t *k)
-{
-    k->version = (uint8_t)cfg->master_key_version;
-    memcpy(k->key, cfg->master_key, sizeof(k->key));
-}
-
 static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
     refresh_ctx_t *c = ctx;
@@ -454,7 +428,7 @@ static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
     case LT_AUTH_REFRESH_REPEAT: {
         /* The successor issued moments ago, not a new one: the family never forks. */
         lt_seal_key_t k;
-        master_key(cfg_of(r), &k);
+        lt__api_master_key(cfg_of(r), &k);
         int ret = lt_auth_successor_open(&k, 1, c->old_hash, s.successor_sealed, c->rt);
         lt_wipe(&k, sizeof(k));
         if (ret != 0) {
@@ -485,7 +459,7 @@ void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, cons
                      lt_api_errors_t style)
 {
     const lt_config_t *cfg = cfg_of(r);
-    refresh_ctx_t *c = ctx_new(r, sizeof(*c));
+    refresh_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     c->out.client_id = client_id != NULL ? client_id : LT_TOKEN_FIRST_PARTY_CLIENT;
     c->out.style = style;
     if (token == NULL || lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strnlen(token, OPAQUE_MAX), c->old_hash) != 0 ||
@@ -499,7 +473,7 @@ void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, cons
         return;
     }
     lt_seal_key_t k;
-    master_key(cfg, &k);
+    lt__api_master_key(cfg, &k);
     int ret = lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash);
     ret = ret ? ret : lt_auth_successor_seal(&k, c->old_hash, c->rt, c->sealed);
     lt_wipe(&k, sizeof(k));
@@ -750,7 +724,7 @@ static int on_password_change(lt_req_t *r)
     const lt_token_t *t = me_bearer(r);
     if (t == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
-    pwchange_ctx_t *c = ctx_new(r, sizeof(*c));
+    pwchange_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     c->t = t;
     c->current = lt__api_in_str(&in, "current_password", 1, LT_PASSWORD_MAX);
     c->next = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
@@ -799,7 +773,7 @@ static int on_reset_request(lt_req_t *r)
     const char *email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    reset_ctx_t *c = ctx_new(r, sizeof(*c));
+    reset_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     if (lt_auth_token_new(LT_AUTH_TOKEN_RESET, c->token, c->hash) != 0) {
         unavailable(r, "No randomness is available.");
         return 0;
@@ -863,7 +837,7 @@ static int on_reset_confirm(lt_req_t *r)
     lt_api_in_t in;
     if (lt__api_body_read(r, &in) != 0)
         return 0;
-    reset_ctx_t *c = ctx_new(r, sizeof(*c));
+    reset_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     const char *token = lt__api_in_str(&in, "token", 1, OPAQUE_MAX);
     c->password = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
     if (lt__api_in_done(r, &in) != 0)

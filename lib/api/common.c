@@ -325,3 +325,30 @@ void lt__api_send_json_text(lt_req_t *r, int status, const char *text)
 {
     lt_http_send(r, status, "application/json", text, strlen(text));
 }
+
+/* ---- secrets in the request pool ------------------------------------------------------ */
+
+typedef struct {
+    size_t size;
+    _Alignas(max_align_t) unsigned char data[];
+} wiped_box_t;
+
+static void wiped_box_dispose(void *p)
+{
+    wiped_box_t *b = p;
+    lt_wipe(b->data, b->size);
+}
+
+void *lt__api_alloc_wiped(lt_req_t *r, size_t size)
+{
+    wiped_box_t *b = h2o_mem_alloc_shared(&r->req->pool, sizeof(*b) + size, wiped_box_dispose);
+    b->size = size;
+    memset(b->data, 0, size);
+    return b->data;
+}
+
+void lt__api_master_key(const lt_config_t *cfg, lt_seal_key_t *k)
+{
+    k->version = (uint8_t)cfg->master_key_version;
+    memcpy(k->key, cfg->master_key, sizeof(k->key));
+}

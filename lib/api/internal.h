@@ -13,6 +13,7 @@
 #include "crypto/hasher.h"
 #include "crypto/keyring.h"
 #include "http/response.h"
+#include "identity/admin.h"
 #include "identity/clients.h"
 #include "identity/password.h"
 #include "store/store.h"
@@ -68,6 +69,9 @@ typedef struct lt_api_worker {
     lt_revset_t *revs;                        /* revoked sids and jtis */
     int revs_synced;                          /* saw LT_BC_REV_SYNCED at least once */
     void *streams;                            /* revocation SSE streams (revocations.c) */
+    char *jwks;                               /* the ring's JWKS rendered (keys.c) */
+    size_t jwks_len;
+    uint64_t jwks_gen;                        /* ring_gen it was rendered for */
     /* Copies for /metrics, which runs on any worker (relaxed atomics; writer: this worker). */
     uint64_t m_tc_entries, m_tc_bytes, m_tc_hits, m_tc_misses, m_rev_entries, m_rev_seq;
 } lt_api_worker_t;
@@ -160,6 +164,10 @@ int lt__api_password_hash(lt_req_t *r, const char *field, const char *password, 
  */
 int lt__api_shed_password_work(lt_req_t *r);
 
+/* `size` zeroed bytes in the request pool, wiped when the request ends however it ends
+ * (answered, failed, or reset by the client): for flow contexts holding tokens or secrets. */
+void *lt__api_alloc_wiped(lt_req_t *r, size_t size);
+
 /* A JSON value (the text of a jsonb column, say) parsed; NULL on malformed input. */
 json_t *lt__api_json_parse(const char *text);
 
@@ -173,6 +181,12 @@ static inline lt_keyring_t *lt__api_ring(lt_req_t *r)
 {
     return lt__api_worker(r)->ring;
 }
+
+/* The signing keystore's options from the configuration; `seal` (wipe it after use) holds
+ * the master key o->seal_keys points to. */
+void lt__api_keystore_opts(const lt_api_t *api, lt_token_keystore_opts_t *o, lt_seal_key_t *seal);
+/* The master key of the configuration as a seal key (wipe it after use). */
+void lt__api_master_key(const lt_config_t *cfg, lt_seal_key_t *k);
 
 /* 1 when the token's session (sid) or the token itself (jti) is revoked, from memory. */
 int lt__api_revoked(lt_req_t *r, const lt_token_t *t);
@@ -221,6 +235,43 @@ typedef enum { LT_API_ERRORS_PROBLEM, LT_API_ERRORS_OAUTH } lt_api_errors_t;
 void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
                      lt_api_errors_t style);
 
+/* ---- admin_common.c: what the admin surfaces share ---------------------------------- */
+
+/* Who is calling: the verified token and the tenant its queries are confined to. */
+typedef struct {
+    const lt_token_t *t;
+    const char *scope; /* the caller's tenant id, NULL for a global admin */
+} lt_api_caller_t;
+
+typedef struct {
+    char us[20];
+    char id[LT_ADMIN_UUID_LEN + 1];
+    const char *after_us, *after_id; /* NULL on the first page */
+    char limit[8];
+} lt_api_page_t;
+
+/* The bearer must be an admin or global admin with well-formed ids; its scope is its
+ * tenant (NULL for a global admin). @return 0, or -1 when a 401/403 has been sent. */
+int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c);
+/* Runs `stmt` (at most 12 parameters, copied and wiped afterwards) once the caller's
+ * session is confirmed live: an access token outlives a disabled admin and ended sessions,
+ * admin rights must not. */
+void lt__api_admin_run(lt_req_t *r, const lt_api_caller_t *c, const lt_store_stmt_t *stmt, const char *const *params,
+                       int nparams, lt_api_query_cb cb, void *ctx);
+/* A failed admin statement: 409 unique violation, 400 data exception or CHECK, 503 the
+ * server's transient trouble, else 500 (logged, primary message only). */
+void lt__api_admin_failed(lt_req_t *r, const char *err, struct pg_result *res);
+/* Completions: a document (404 with ctx as detail when NULL), a page {items, next_cursor}. */
+void lt__api_admin_doc_done(lt_req_t *r, const char *err, struct pg_result *res, void *ctx);
+void lt__api_admin_page_done(lt_req_t *r, const char *err, struct pg_result *res, void *ctx);
+/* limit (1..200, default 50) and cursor of a list; problems are recorded in `q`. */
+void lt__api_page_parse(lt_req_t *r, lt_api_page_t *p, lt_api_in_t *q);
+/* 500 internal_error, logging `what` with the request id. */
+void lt__api_internal_error(lt_req_t *r, const char *what);
+/* Copies into the request pool (NULL from pool_json only when out of memory). */
+char *lt__api_pool_strdup(lt_req_t *r, const char *s);
+char *lt__api_pool_json(lt_req_t *r, const json_t *v);
+
 /* ---- route registration per surface ------------------------------------------------ */
 int lt__api_ops_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_ops_statements(void);
@@ -236,7 +287,7 @@ int lt__api_clients_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_revocations_routes(lt_api_t *api, lt_router_t *router);
 /* revocations.c: per-worker SSE streams. */
 int lt__api_streams_init(lt_api_worker_t *w) LT_MUSTCHECK;
-void lt__api_streams_push(lt_api_worker_t *w, const char *batch); /* after the revset applied it */
+void lt__api_streams_push(lt_api_worker_t *w); /* after new entries reached w->revs */
 void lt__api_streams_close(lt_api_worker_t *w);                    /* worker teardown: end them all */
 
 #endif

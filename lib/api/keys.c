@@ -5,9 +5,8 @@
  *   POST /v1/admin/keys/rotate      schedule a new key: 202 with it (global admins)
  *
  * Keys belong to the whole deployment, not to a tenant, so only global admins see or
- * rotate them; a tenant admin gets 403 `forbidden`. Like every admin request, the caller's
- * session must still be live (the admin module's CALLER_LIVE statement) before anything
- * happens: an access token outlives a disabled admin by up to its lifetime.
+ * rotate them; a tenant admin gets 403 `forbidden`. Like every admin request, the
+ * statement runs only once the caller's session is confirmed live (lt__api_admin_run).
  *
  * A rotation is generated and sealed here, on the worker (a key pair and one AES-GCM seal:
  * tens of microseconds), and stored as `next` by latch_key_add_next, which NOTIFYs every
@@ -16,7 +15,6 @@
  */
 #include <h2o.h>
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +37,6 @@ static void unavailable(lt_req_t *r, const char *detail)
     lt_http_problem(r, 503, "unavailable", detail);
 }
 
-static void internal_error(lt_req_t *r, const char *what)
-{
-    lt_log(LT_LOG_ERROR, "api", "request %s: %s", r->request_id, what);
-    lt_http_problem(r, 500, "internal_error", "The request could not be completed.");
-}
-
 /* ---- JWKS ---------------------------------------------------------------------------- */
 
 /*
@@ -56,115 +48,52 @@ static void internal_error(lt_req_t *r, const char *what)
  * so no cached copy is missing a key whose tokens still live. A retired key may linger in
  * caches for max-age more, which only keeps verifying tokens that have expired anyway.
  *
- * Rendering is cached for the last ring seen (all workers share it; a ring is immutable,
- * and the cache holds a reference so the pointer cannot be reused by a new ring).
+ * Rendered once per ring on each worker (w->jwks, keyed by ring_gen): the ring changes
+ * only through the LT_BC_KEYS broadcast, so no lock is needed.
  */
-static struct {
-    pthread_mutex_t lock;
-    lt_keyring_t *ring; /* reference held */
-    char *text;
-    size_t n;
-} jwks_cache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0};
-
-/* Sends the JWKS of `kr`, rendering it unless cached. @return 0 or an LT_E* code. */
-static int send_jwks(lt_req_t *r, lt_keyring_t *kr, const char *cache_control)
+static int send_jwks(lt_req_t *r, const char *cache_control)
 {
-    int ret = 0;
-    pthread_mutex_lock(&jwks_cache.lock);
-    if (jwks_cache.ring != kr) {
+    lt_api_worker_t *w = lt__api_worker(r);
+    if (w->jwks == NULL || w->jwks_gen != w->ring_gen) {
         char *text = NULL;
         size_t n = 0;
-        if ((ret = lt_keyring_jwks(kr, &text, &n)) == 0) {
-            lt_keyring_unref(jwks_cache.ring);
-            free(jwks_cache.text);
-            jwks_cache.ring = lt_keyring_ref(kr);
-            jwks_cache.text = text;
-            jwks_cache.n = n;
-        }
+        int ret = lt_keyring_jwks(w->ring, &text, &n);
+        if (ret != 0)
+            return ret;
+        free(w->jwks);
+        w->jwks = text;
+        w->jwks_len = n;
+        w->jwks_gen = w->ring_gen;
     }
-    if (ret == 0) {
-        lt_http_add_header(r, "cache-control", cache_control);
-        lt_http_send(r, 200, "application/jwk-set+json", jwks_cache.text, jwks_cache.n); /* copies */
-    }
-    pthread_mutex_unlock(&jwks_cache.lock);
-    return ret;
+    lt_http_add_header(r, "cache-control", cache_control);
+    lt_http_send(r, 200, "application/jwk-set+json", w->jwks, w->jwks_len); /* copies */
+    return 0;
 }
 
 static int on_jwks(lt_req_t *r)
 {
     const lt_config_t *cfg = cfg_of(r);
-    /* The worker's ring; before the first broadcast reached it, the holder's. */
-    lt_keyring_t *held = NULL, *kr = lt__api_ring(r);
-    if (kr == NULL)
-        kr = held = lt_keyring_holder_get(&lt__api_worker(r)->api->keys);
+    lt_keyring_t *kr = lt__api_ring(r);
     char cc[48];
     snprintf(cc, sizeof(cc), "public, max-age=%d", cfg->jwks_max_age);
-    int ret = kr != NULL && lt_keyring_active(kr) != NULL ? send_jwks(r, kr, cc) : LT_ESTATE;
-    lt_keyring_unref(held);
-    if (ret != 0) {
+    if (kr == NULL || lt_keyring_active(kr) == NULL || send_jwks(r, cc) != 0) {
         lt_http_add_header(r, "cache-control", "no-store"); /* a cacheable route: say it for errors */
         unavailable(r, "No signing key is loaded yet.");
     }
     return 0;
 }
 
-/* ---- admin: who may, and is the session live ------------------------------------------ */
+/* ---- admin: global admins only --------------------------------------------------------- */
 
-typedef struct {
-    const lt_token_t *t;
-    lt_api_query_cb next; /* runs once the session is confirmed live */
-} keys_req_t;
-
-/* A global admin's verified token, or NULL after answering 401/403. */
-static const lt_token_t *global_admin(lt_req_t *r)
+/* A global admin (admin_common's checks, then the role), or -1 after answering 401/403. */
+static int global_admin(lt_req_t *r, lt_api_caller_t *c)
 {
-    const lt_token_t *t = lt__api_admin(r);
-    if (t == NULL)
-        return NULL;
-    if (!lt__api_is_global_admin(t)) {
+    if (lt__api_admin_caller(r, c) != 0)
+        return -1;
+    if (!lt__api_is_global_admin(c->t)) {
         lt_http_problem(r, 403, "forbidden", "Signing keys are managed by global admins only.");
-        return NULL;
+        return -1;
     }
-    /* Tokens we issued carry these as UUIDs; anything else must not reach a cast. */
-    if (t->sid == NULL || !lt_auth_uuid_ok(t->tenant) || !lt_auth_uuid_ok(t->sub) || !lt_auth_uuid_ok(t->sid)) {
-        lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
-        lt_http_problem(r, 401, "invalid_token", "The access token is invalid or expired.");
-        return NULL;
-    }
-    return t;
-}
-
-static void on_caller_checked(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    keys_req_t *k = ctx;
-    const char *live;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
-        return;
-    }
-    if (lt_admin_doc(res, &live) != 0) {
-        internal_error(r, "session check returned an unexpected row");
-        return;
-    }
-    if (live == NULL || strcmp(live, "t") != 0) {
-        lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
-        lt_http_problem(r, 401, "invalid_token", "The session of this access token has ended.");
-        return;
-    }
-    k->next(r, NULL, NULL, k);
-}
-
-/* Authenticates a global admin, then runs `next` (with a keys_req_t as ctx). */
-static int admin_start(lt_req_t *r, lt_api_query_cb next)
-{
-    const lt_token_t *t = global_admin(r);
-    if (t == NULL)
-        return 0;
-    keys_req_t *k = h2o_mem_alloc_pool(&r->req->pool, sizeof(*k));
-    k->t = t;
-    k->next = next;
-    const char *live[] = {t->sid, t->sub, t->tenant};
-    lt__api_query(r, &lt_admin_stmts[LT_ADMIN_CALLER_LIVE], live, 3, on_caller_checked, k);
     return 0;
 }
 
@@ -178,24 +107,20 @@ static void on_list_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
         return;
     }
     if (PQntuples(res) != 1 || PQnfields(res) != 1 || PQgetisnull(res, 0, 0)) {
-        internal_error(r, "key list returned an unexpected row");
+        lt__api_internal_error(r, "key list returned an unexpected row");
         return;
     }
     lt__api_send_json_text(r, 200, PQgetvalue(res, 0, 0));
 }
 
-static void list_run(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    (void)err;
-    (void)res;
-    (void)ctx;
-    const char *params[] = {LIST_LIMIT};
-    lt__api_query(r, lt_token_keys_stmt(LT_TOKEN_KEYS_LIST), params, 1, on_list_done, NULL);
-}
-
 static int on_list(lt_req_t *r)
 {
-    return admin_start(r, list_run);
+    lt_api_caller_t c;
+    if (global_admin(r, &c) != 0)
+        return 0;
+    const char *params[] = {LIST_LIMIT};
+    lt__api_admin_run(r, &c, lt_token_keys_stmt(LT_TOKEN_KEYS_LIST), params, 1, on_list_done, NULL);
+    return 0;
 }
 
 /* ---- POST /v1/admin/keys/rotate ------------------------------------------------------------- */
@@ -213,43 +138,36 @@ static void on_rotate_done(lt_req_t *r, const char *err, PGresult *res, void *ct
         return;
     }
     if (PQntuples(res) != 1 || PQnfields(res) != 2 || PQgetisnull(res, 0, 0)) {
-        internal_error(r, "key rotation returned an unexpected row");
+        lt__api_internal_error(r, "key rotation returned an unexpected row");
         return;
     }
     lt__api_send_json_text(r, 202, PQgetvalue(res, 0, 0));
 }
 
-static void rotate_run(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+/* The key is made before the session check: a few tens of microseconds, and the check
+ * then runs right before the statement that stores it. */
+static int on_rotate(lt_req_t *r)
 {
-    const lt_config_t *cfg = cfg_of(r);
-    keys_req_t *k = ctx;
+    lt_api_caller_t c;
+    lt_token_keystore_opts_t o;
+    lt_seal_key_t seal;
     lt_token_new_key_t nk;
     char emsg[160], secs[16];
-    (void)err;
-    (void)res;
-    lt_seal_key_t seal = {.version = (uint8_t)cfg->master_key_version};
-    memcpy(seal.key, cfg->master_key, sizeof(seal.key));
-    lt_token_keystore_opts_t o = {
-        .seal_keys = &seal,
-        .nseal_keys = 1,
-        .alg = cfg->signing_alg == LT_CONFIG_ALG_EDDSA ? LT_ALG_EDDSA : LT_ALG_ES256,
-    };
+    if (global_admin(r, &c) != 0)
+        return 0;
+    lt__api_keystore_opts(lt__api_worker(r)->api, &o, &seal);
     int ret = lt_token_key_seal_new(&o, &nk, emsg, sizeof(emsg));
     lt_wipe(&seal, sizeof(seal));
     if (ret != 0) {
-        internal_error(r, emsg);
-        return;
+        lt__api_internal_error(r, emsg);
+        return 0;
     }
-    snprintf(secs, sizeof(secs), "%d", cfg->key_prepublish);
-    const char *params[] = {nk.kid, nk.alg, nk.jwk_text, nk.sealed_hex, secs, k->t->sub, lt_req_peer(r),
+    snprintf(secs, sizeof(secs), "%d", cfg_of(r)->key_prepublish);
+    const char *params[] = {nk.kid, nk.alg, nk.jwk_text, nk.sealed_hex, secs, c.t->sub, lt_req_peer(r),
                             r->request_id};
-    lt__api_query(r, lt_token_keys_stmt(LT_TOKEN_KEYS_ADD_NEXT), params, 8, on_rotate_done, NULL);
-    lt_token_new_key_free(&nk); /* the store copied the parameters */
-}
-
-static int on_rotate(lt_req_t *r)
-{
-    return admin_start(r, rotate_run);
+    lt__api_admin_run(r, &c, lt_token_keys_stmt(LT_TOKEN_KEYS_ADD_NEXT), params, 8, on_rotate_done, NULL);
+    lt_token_new_key_free(&nk); /* admin_run copied the parameters */
+    return 0;
 }
 
 int lt__api_keys_statements(void)

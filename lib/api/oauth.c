@@ -61,43 +61,12 @@ void lt__api_oauth_error(lt_req_t *r, int status, const char *error, const char 
     lt_buf_free(&b);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* application/x-www-form-urlencoded decoding ('+' is a space) into `out` (n+1 bytes).
  * @return the length, or -1 for a bad escape, a NUL or invalid UTF-8. */
 static long form_decode(const char *in, size_t n, char *out)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0)
-                return -1;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (c == '\0')
-            return -1;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    json_t *probe = json_stringn(out, o); /* jansson validates UTF-8 */
-    if (probe == NULL)
-        return -1;
-    json_decref(probe);
-    return (long)o;
+    long len = lt_pct_decode(out, n + 1, in, n, LT_PCT_PLUS);
+    return len >= 0 && lt_utf8_count(out, (size_t)len) >= 0 ? len : -1;
 }
 
 static int content_type_is_form(lt_req_t *r)
@@ -119,6 +88,9 @@ int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
         return -1;
     }
     h2o_iovec_t body = r->req->entity;
+    /* Every decoded name and value goes into one buffer that is wiped when the request ends:
+     * these bodies carry client secrets and tokens. Decoding never grows a string. */
+    char *arena = lt__api_alloc_wiped(r, body.len + 2 * (LT_API_FORM_MAX + 1));
     const char *p = body.base, *end = body.base + body.len;
     while (p != NULL && p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -131,13 +103,19 @@ int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
                 lt__api_oauth_error(r, 400, "invalid_request", "A parameter is too long.");
                 return -1;
             }
-            char *name = h2o_mem_alloc_pool(&r->req->pool, (size_t)(nend - p) + 1);
-            char *value = h2o_mem_alloc_pool(&r->req->pool, (size_t)(stop - v) + 1);
-            long nl = form_decode(p, (size_t)(nend - p), name), vl = form_decode(v, (size_t)(stop - v), value);
+            if (f->n == LT_API_FORM_MAX) {
+                lt__api_oauth_error(r, 400, "invalid_request", "Too many parameters.");
+                return -1;
+            }
+            char *name = arena;
+            long nl = form_decode(p, (size_t)(nend - p), name);
+            char *value = nl >= 0 ? name + nl + 1 : NULL;
+            long vl = nl >= 0 ? form_decode(v, (size_t)(stop - v), value) : -1;
             if (nl < 0 || vl < 0) {
                 lt__api_oauth_error(r, 400, "invalid_request", "The form body is not valid UTF-8 form encoding.");
                 return -1;
             }
+            arena = value + vl + 1;
             for (int i = 0; i < f->n; i++)
                 if (strcmp(f->names[i], name) == 0) {
                     char msg[128];
@@ -145,10 +123,6 @@ int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
                     lt__api_oauth_error(r, 400, "invalid_request", msg);
                     return -1;
                 }
-            if (f->n == LT_API_FORM_MAX) {
-                lt__api_oauth_error(r, 400, "invalid_request", "Too many parameters.");
-                return -1;
-            }
             f->names[f->n] = name;
             f->values[f->n] = value;
             f->lens[f->n] = (size_t)vl;
@@ -182,13 +156,12 @@ static const char *form_need(lt_req_t *r, const lt_api_form_t *f, const char *na
 
 /* ---- client authentication ---------------------------------------------------------- */
 
-/* Standard base64 (RFC 4648 §4, padded) into the pool. @return length or -1. */
-static long b64_decode(lt_req_t *r, const char *in, size_t n, char **out)
+/* Standard base64 (RFC 4648 §4, padded) into `out` (n / 4 * 3 + 1 bytes). @return length or -1. */
+static long b64_decode(const char *in, size_t n, unsigned char *out)
 {
-    if (n == 0 || n % 4 != 0 || n > 2048)
+    if (n == 0 || n % 4 != 0)
         return -1;
-    unsigned char *buf = h2o_mem_alloc_pool(&r->req->pool, n / 4 * 3 + 1);
-    int len = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n);
+    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
     if (len < 0)
         return -1;
     /* EVP_DecodeBlock counts padding as zero bytes: take them off again. */
@@ -196,8 +169,7 @@ static long b64_decode(lt_req_t *r, const char *in, size_t n, char **out)
         len--;
     if (in[n - 2] == '=')
         len--;
-    buf[len] = '\0';
-    *out = (char *)buf;
+    out[len] = '\0';
     return len;
 }
 
@@ -214,7 +186,6 @@ const lt_client_t *lt__api_client_auth(lt_req_t *r, const lt_api_form_t *f)
     const char *h = lt_req_header(r, "authorization");
     const char *post_id = lt__api_form_get(f, "client_id"), *post_secret = lt__api_form_get(f, "client_secret");
     const char *id, *secret;
-    char *idbuf, *secretbuf;
 
     if (h != NULL) {
         if (post_secret != NULL) {
@@ -226,18 +197,20 @@ const lt_client_t *lt__api_client_auth(lt_req_t *r, const lt_api_form_t *f)
         const char *b = h + 6;
         while (*b == ' ')
             b++;
-        char *plain;
-        long n = b64_decode(r, b, strlen(b), &plain);
+        size_t bn = strlen(b);
+        if (bn > 2048)
+            return invalid_client(r, "Basic credentials too long");
+        /* The decoded pair and its two halves in one buffer wiped with the request. */
+        char *plain = lt__api_alloc_wiped(r, 2 * (bn / 4 * 3 + 1));
+        long n = b64_decode(b, bn, (unsigned char *)plain);
         char *colon = n > 0 ? memchr(plain, ':', (size_t)n) : NULL;
         if (colon == NULL)
             return invalid_client(r, "malformed Basic credentials");
         /* RFC 6749 §2.3.1: both halves are form-encoded before base64. */
         size_t il = (size_t)(colon - plain), sl = (size_t)n - il - 1;
-        idbuf = h2o_mem_alloc_pool(&r->req->pool, il + 1);
-        secretbuf = h2o_mem_alloc_pool(&r->req->pool, sl + 1);
+        char *idbuf = plain + n + 1, *secretbuf = idbuf + il + 1;
         if (form_decode(plain, il, idbuf) < 0 || form_decode(colon + 1, sl, secretbuf) < 0)
             return invalid_client(r, "malformed Basic credentials");
-        lt_wipe(plain, (size_t)n);
         id = idbuf;
         secret = secretbuf;
         if (post_id != NULL && strcmp(post_id, id) != 0) {
@@ -256,6 +229,12 @@ const lt_client_t *lt__api_client_auth(lt_req_t *r, const lt_api_form_t *f)
     if (!ok || c == NULL)
         return invalid_client(r, c == NULL ? "unknown client" : "wrong secret");
     return c;
+}
+
+/* The form body and the client that sent it, or NULL once an error has been answered. */
+static const lt_client_t *oauth_begin(lt_req_t *r, lt_api_form_t *f)
+{
+    return lt__api_form_read(r, f) == 0 ? lt__api_client_auth(r, f) : NULL;
 }
 
 /* ---- POST /oauth2/token ------------------------------------------------------------- */
@@ -502,6 +481,13 @@ static int is_refresh_token(const char *t)
     return strncmp(t, "lt_rt_", 6) == 0;
 }
 
+/* The stored form (hex SHA-256) of a presented refresh token; -1 when it cannot be one. */
+static int refresh_hash(const char *token, char hash[LT_AUTH_HASH_HEX_LEN + 1])
+{
+    size_t n = strlen(token);
+    return n <= 128 && lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, n, hash) == 0 ? 0 : -1;
+}
+
 typedef struct {
     char tenant[LT_REV_TENANT_MAX + 1];
 } introspect_ctx_t;
@@ -548,9 +534,7 @@ static void send_active(lt_req_t *r, const lt_tcache_entry_t *e)
 static int on_introspect(lt_req_t *r)
 {
     lt_api_form_t f;
-    if (lt__api_form_read(r, &f) != 0)
-        return 0;
-    const lt_client_t *c = lt__api_client_auth(r, &f);
+    const lt_client_t *c = oauth_begin(r, &f);
     if (c == NULL)
         return 0;
     if (!lt_client_has_permission(c, "introspect")) {
@@ -563,7 +547,7 @@ static int on_introspect(lt_req_t *r)
     /* token_type_hint only orders the search (RFC 7662 §2.1); the prefix decides here. */
     if (is_refresh_token(token)) {
         char hash[LT_AUTH_HASH_HEX_LEN + 1];
-        if (strlen(token) > 128 || lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strlen(token), hash) != 0) {
+        if (refresh_hash(token, hash) != 0) {
             send_inactive(r);
             return 0;
         }
@@ -611,9 +595,7 @@ static void revoke_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 static int on_revoke(lt_req_t *r)
 {
     lt_api_form_t f;
-    if (lt__api_form_read(r, &f) != 0)
-        return 0;
-    const lt_client_t *c = lt__api_client_auth(r, &f);
+    const lt_client_t *c = oauth_begin(r, &f);
     if (c == NULL)
         return 0;
     const char *token = form_need(r, &f, "token");
@@ -623,7 +605,7 @@ static int on_revoke(lt_req_t *r)
     sprintf(actor, "client:%s", c->id);
     if (is_refresh_token(token)) {
         char *hash = h2o_mem_alloc_pool(&r->req->pool, LT_AUTH_HASH_HEX_LEN + 1);
-        if (strlen(token) > 128 || lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strlen(token), hash) != 0) {
+        if (refresh_hash(token, hash) != 0) {
             send_revoked(r); /* RFC 7009 §2.2: an invalid token is not an error */
             return 0;
         }

@@ -51,7 +51,8 @@ typedef struct rev_stream {
     h2o_linklist_t link; /* in streams.list, or streams.dead once closed */
     streams_t *owner;
     lt_req_t *r; /* NULL once the request was released */
-    uint64_t sent;
+    uint64_t sent; /* highest seq written */
+    uint64_t seen; /* highest seq looked at, any tenant: where the next read of the set starts */
     int catching_up;
     char tenant[LT_REV_TENANT_MAX + 1];
 } rev_stream_t;
@@ -231,6 +232,9 @@ typedef struct {
 static int catchup_item(const lt_rev_entry_t *e, void *data)
 {
     catchup_t *cu = data;
+    cu->st->seen = e->seq;
+    if (strcmp(e->tenant, cu->st->tenant) != 0)
+        return 0;
     if (write_event(cu->st, e) != 0) {
         cu->failed = 1;
         return 1;
@@ -240,22 +244,29 @@ static int catchup_item(const lt_rev_entry_t *e, void *data)
 
 static void stream_drain(lt_req_t *r, void *data);
 
-/* Back to reading the set, from `sent`, as the reader drains. */
+/* Back to reading the set, from `seen`, as the reader drains. */
 static void fall_back(rev_stream_t *st)
 {
     st->catching_up = 1;
     lt_http_stream_on_drain(st->r, stream_drain);
 }
 
-/* Writes the next chunk of the backlog; done once a chunk comes back short. */
+/* Writes this tenant's entries the set holds after `seen`, looking at one chunk of entries
+ * at most (other tenants' count too: with `seen` advancing past them, a busy neighbour
+ * costs each read once, not on every push). @return the entries looked at, or -1 when
+ * the stream went. */
+static long send_chunk(rev_stream_t *st)
+{
+    catchup_t cu = {st, 0};
+    size_t n = lt_revset_since(st->owner->w->revs, st->seen, NULL, now_s(), CATCHUP_CHUNK, catchup_item, &cu);
+    return cu.failed || st->r == NULL ? -1 : (long)n;
+}
+
+/* The next chunk of the backlog; caught up once a chunk comes back short. */
 static void catch_up(rev_stream_t *st)
 {
-    streams_t *ss = st->owner;
-    catchup_t cu = {st, 0};
-    size_t n = lt_revset_since(ss->w->revs, st->sent, st->tenant, now_s(), CATCHUP_CHUNK, catchup_item, &cu);
-    if (cu.failed || st->r == NULL)
-        return;
-    if (n < CATCHUP_CHUNK) {
+    long n = send_chunk(st);
+    if (n >= 0 && n < CATCHUP_CHUNK) {
         st->catching_up = 0;
         lt_http_stream_on_drain(st->r, NULL);
     }
@@ -273,27 +284,57 @@ static void stream_drain(lt_req_t *r, void *data)
     reap(ss);
 }
 
+/*
+ * Runs `fn` on every open stream. They are set aside and put back one by one because a
+ * write may end streams (and free them, once `busy` drops back to 0).
+ */
+static void each_stream(streams_t *ss, void (*fn)(rev_stream_t *st))
+{
+    h2o_linklist_t aside;
+    h2o_linklist_init_anchor(&aside);
+    h2o_linklist_insert_list(&aside, &ss->list);
+    ss->busy++;
+    while (!h2o_linklist_is_empty(&aside)) {
+        rev_stream_t *st = H2O_STRUCT_FROM_MEMBER(rev_stream_t, link, aside.next);
+        h2o_linklist_unlink(&st->link);
+        h2o_linklist_insert(&ss->list, &st->link);
+        if (st->r != NULL)
+            fn(st);
+    }
+    ss->busy--;
+    reap(ss);
+}
+
+static void keepalive_one(rev_stream_t *st)
+{
+    static const char ka[] = ": keepalive\n\n";
+    /* a stream with bytes still unsent shows the connection is alive anyway */
+    if (lt_http_stream_pending(st->r) == 0)
+        (void)lt_http_stream_write(st->r, ka, sizeof(ka) - 1);
+}
+
 static void on_keepalive(h2o_timeout_entry_t *entry)
 {
     streams_t *ss = H2O_STRUCT_FROM_MEMBER(streams_t, keepalive_entry, entry);
-    static const char ka[] = ": keepalive\n\n";
-    h2o_linklist_t todo;
-    /* Taken aside and put back one by one: a write may release other streams. */
-    h2o_linklist_init_anchor(&todo);
-    h2o_linklist_insert_list(&todo, &ss->list);
-    ss->busy++;
-    while (!h2o_linklist_is_empty(&todo)) {
-        rev_stream_t *st = H2O_STRUCT_FROM_MEMBER(rev_stream_t, link, todo.next);
-        h2o_linklist_unlink(&st->link);
-        h2o_linklist_insert(&ss->list, &st->link);
-        /* a stream with bytes still unsent shows the connection is alive anyway */
-        if (lt_http_stream_pending(st->r) == 0)
-            (void)lt_http_stream_write(st->r, ka, sizeof(ka) - 1);
-    }
-    ss->busy--;
+    each_stream(ss, keepalive_one);
     if (!h2o_linklist_is_empty(&ss->list) && !h2o_timeout_is_linked(&ss->keepalive_entry))
         h2o_timeout_link(ss->loop, &ss->keepalive, &ss->keepalive_entry);
-    reap(ss);
+}
+
+/*
+ * New entries reached the worker's set: each stream reads what follows its `seen` there
+ * (one chunk at most; a reader that lags, or a larger burst, continues as it drains).
+ */
+static void push_one(rev_stream_t *st)
+{
+    if (st->catching_up)
+        return; /* it reads the set as it drains, which holds the new entries already */
+    if (lt_http_stream_pending(st->r) >= LAG_BYTES) {
+        fall_back(st);
+        return;
+    }
+    if (send_chunk(st) == CATCHUP_CHUNK)
+        fall_back(st);
 }
 
 static int on_stream(lt_req_t *r)
@@ -331,6 +372,7 @@ static int on_stream(lt_req_t *r)
     st->owner = ss;
     st->r = r;
     st->sent = since;
+    st->seen = since;
     st->catching_up = 1;
     snprintf(st->tenant, sizeof(st->tenant), "%s", c->tenant_id);
     int ret = lt_http_stream_start(r, 200, "text/event-stream", stream_on_close, st);
@@ -372,55 +414,11 @@ int lt__api_streams_init(lt_api_worker_t *w)
     return 0;
 }
 
-void lt__api_streams_push(lt_api_worker_t *w, const char *batch)
+void lt__api_streams_push(lt_api_worker_t *w)
 {
     streams_t *ss = w->streams;
-    lt_rev_entry_t *es = NULL;
-    size_t n = 0, cap = 0;
-    if (ss == NULL || h2o_linklist_is_empty(&ss->list) || batch == NULL)
-        return;
-    int64_t now = now_s();
-    for (const char *p = batch; *p != '\0';) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
-        lt_rev_entry_t e;
-        if (lt_rev_parse_line(p, len, &e) == 0 && e.exp > now) {
-            if (n == cap) {
-                size_t nc = cap != 0 ? cap * 2 : 16;
-                lt_rev_entry_t *ne = realloc(es, nc * sizeof(*ne));
-                if (ne == NULL)
-                    break; /* the rest reaches readers through the feed */
-                es = ne;
-                cap = nc;
-            }
-            es[n++] = e;
-        }
-        p = nl != NULL ? nl + 1 : p + len;
-    }
-    h2o_linklist_t todo;
-    h2o_linklist_init_anchor(&todo);
-    h2o_linklist_insert_list(&todo, &ss->list);
-    ss->busy++;
-    while (!h2o_linklist_is_empty(&todo)) {
-        rev_stream_t *st = H2O_STRUCT_FROM_MEMBER(rev_stream_t, link, todo.next);
-        h2o_linklist_unlink(&st->link);
-        h2o_linklist_insert(&ss->list, &st->link);
-        if (st->catching_up)
-            continue; /* it reads the set, which holds this batch already */
-        for (size_t i = 0; i < n && st->r != NULL; i++) {
-            if (es[i].seq <= st->sent || strcmp(es[i].tenant, st->tenant) != 0)
-                continue;
-            if (lt_http_stream_pending(st->r) >= LAG_BYTES) {
-                fall_back(st);
-                break;
-            }
-            if (write_event(st, &es[i]) != 0)
-                break;
-        }
-    }
-    ss->busy--;
-    reap(ss);
-    free(es);
+    if (ss != NULL && !h2o_linklist_is_empty(&ss->list))
+        each_stream(ss, push_one);
 }
 
 void lt__api_streams_close(lt_api_worker_t *w)

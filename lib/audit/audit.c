@@ -91,24 +91,13 @@ static const char verify_sql[] =
 enum { col_id, col_at_us, col_tenant_id, col_actor, col_event, col_target, col_ip, col_request_id, col_outcome,
        col_details, col_prev_hash, col_hash, ncols };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes exactly 32 bytes of hex. @return 0, or -1 for anything else. */
 static int hex32(const char *s, uint8_t out[32])
 {
     if (s == NULL || strlen(s) != 64)
         return -1;
     for (size_t i = 0; i < 32; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = lt_hex_digit(s[2 * i]), lo = lt_hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -1,6 +1,6 @@
 /*
- * base: see base.h. Everything here is leaf code with no dependencies but libc and
- * OpenSSL's RNG/CRYPTO_memcmp.
+ * base: see base.h. Everything here is leaf code with no dependencies but libc, pthreads
+ * (the holder's mutex) and OpenSSL's RNG/CRYPTO_memcmp.
  */
 #include "base/base.h"
 
@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,72 @@ void lt_hex_encode(char *out, const void *in, size_t n)
     out[2 * n] = '\0';
 }
 
+long lt_pct_decode(char *out, size_t cap, const char *in, size_t n, unsigned flags)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= n || (hi = lt_hex_digit(in[i + 1])) < 0 || (lo = lt_hex_digit(in[i + 2])) < 0)
+                return LT_EINVAL;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+            if (c == '/' && (flags & LT_PCT_NO_SLASH))
+                return LT_EINVAL;
+        } else if (c == '+' && (flags & LT_PCT_PLUS)) {
+            c = ' ';
+        }
+        if (c == '\0') /* escaped or raw: the value is used as a C string */
+            return LT_EINVAL;
+        if (o + 1 >= cap)
+            return LT_ERANGE;
+        out[o++] = c;
+    }
+    if (cap == 0)
+        return LT_ERANGE;
+    out[o] = '\0';
+    return (long)o;
+}
+
+long lt_utf8_count(const void *s, size_t n)
+{
+    const unsigned char *p = s;
+    long count = 0;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            count++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return -1; /* a continuation byte without a lead, or 0xf8..0xff */
+        }
+        if (n - i < len)
+            return -1;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return -1;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        /* `min` catches overlong forms: each length has a smallest code point it may carry. */
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return -1;
+        i += len;
+        count++;
+    }
+    return count;
+}
+
 /* ---- randomness, secrets, time ------------------------------------------------------ */
 
 int lt_random(void *p, size_t n)
@@ -450,4 +517,53 @@ fail:
         close(fd);
     free(buf);
     return ret;
+}
+
+/* ---- holder ------------------------------------------------------------------------- */
+
+int lt_holder_init(lt_holder_t *h, void *(*ref)(void *), void (*unref)(void *))
+{
+    pthread_mutex_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return LT_ENOMEM;
+    if (pthread_mutex_init(m, NULL) != 0) {
+        free(m);
+        return LT_EIO;
+    }
+    h->obj = NULL;
+    h->lock = m;
+    h->ref = ref;
+    h->unref = unref;
+    return 0;
+}
+
+void *lt_holder_get(lt_holder_t *h)
+{
+    pthread_mutex_lock(h->lock);
+    void *obj = h->obj != NULL ? h->ref(h->obj) : NULL;
+    pthread_mutex_unlock(h->lock);
+    return obj;
+}
+
+void lt_holder_set(lt_holder_t *h, void *obj)
+{
+    pthread_mutex_lock(h->lock);
+    void *old = h->obj;
+    h->obj = obj;
+    pthread_mutex_unlock(h->lock);
+    /* Outside the lock: freeing the old version (keys, a large snapshot) should not stall readers. */
+    if (old != NULL)
+        h->unref(old);
+}
+
+void lt_holder_dispose(lt_holder_t *h)
+{
+    if (h == NULL || h->lock == NULL)
+        return;
+    if (h->obj != NULL)
+        h->unref(h->obj);
+    h->obj = NULL;
+    pthread_mutex_destroy(h->lock);
+    free(h->lock);
+    h->lock = NULL;
 }

@@ -2,11 +2,13 @@
  * base: the small things every module uses.
  *
  * Error codes, async error strings, the level-gated log macro with an injected sink, a
- * growable byte buffer, base64url, secure random bytes, constant-time comparison and
- * clocks. No module state apart from the log level and sink, which are set once at start
- * (the level may change on reload; it is read with relaxed atomics).
+ * growable byte buffer, base64url, hex and percent decoding, UTF-8 validation, secure random
+ * bytes, constant-time comparison, clocks, and a holder that swaps reference-counted
+ * objects under readers. No module state apart from the log level and sink, which are set
+ * once at start (the level may change on reload; it is read with relaxed atomics).
  *
- * Thread-safety: every function here is safe to call from any thread.
+ * Thread-safety: every function here is safe to call from any thread, except as the holder
+ * section says.
  */
 #ifndef LT_BASE_H
 #define LT_BASE_H
@@ -118,6 +120,39 @@ long lt_b64url_decode(void *out, size_t cap, const char *in, size_t n) LT_MUSTCH
 /* Lower-case hex; `out` needs 2n + 1 bytes. */
 void lt_hex_encode(char *out, const void *in, size_t n);
 
+/* The value of one hex digit (either case): 0..15, or -1 for any other character. */
+static inline int lt_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* lt_pct_decode flags. */
+enum {
+    LT_PCT_PLUS = 1,     /* a raw '+' decodes to a space (form encoding; "%2B" stays '+') */
+    LT_PCT_NO_SLASH = 2, /* refuse an escaped '/' (a path segment must not grow one) */
+};
+
+/**
+ * Percent-decodes `in` (n bytes) into `out` (cap bytes including the NUL). The result is
+ * used as a C string, so a NUL, raw or escaped, is refused.
+ * @return the decoded length (out NUL-terminated), LT_EINVAL (a '%' not followed by two
+ *         hex digits, a NUL, or an escaped '/' under LT_PCT_NO_SLASH), LT_ERANGE (out of room).
+ */
+long lt_pct_decode(char *out, size_t cap, const char *in, size_t n, unsigned flags) LT_MUSTCHECK;
+
+/**
+ * Counts the code points of strict UTF-8 (RFC 3629): no overlong forms, no surrogates,
+ * nothing above U+10FFFF, no truncated sequence.
+ * @return the number of code points, or -1 if `s` is not such UTF-8.
+ */
+long lt_utf8_count(const void *s, size_t n);
+
 /* ---- randomness, secrets, time ------------------------------------------------------ */
 
 /** Fills `p` from the OpenSSL CSPRNG. @return 0, or LT_EIO. */
@@ -147,5 +182,32 @@ void lt_errf(char *err, size_t errlen, const char *fmt, ...) LT_PRINTF(3, 4);
 
 /* Reads a whole file (at most `max` bytes). @return 0, LT_EIO, LT_ERANGE or LT_ENOMEM. */
 int lt_read_file(const char *path, size_t max, char **out, size_t *outlen) LT_MUSTCHECK;
+
+/* ---- holder ------------------------------------------------------------------------- */
+
+/*
+ * Holds the current version of a reference-counted object (a key ring, a client snapshot)
+ * for readers on many threads while one thread swaps in new versions. The object type
+ * supplies `ref` (take a reference, returning the object) and `unref` (drop one); neither
+ * is called with NULL. Typed modules wrap this in their own holder type.
+ *
+ * Thread-safety: get and set may run concurrently from any threads; init and dispose may not
+ * run concurrently with anything.
+ */
+typedef struct lt_holder {
+    void *obj;  /* guarded by `lock`; NULL while empty */
+    void *lock; /* private (a heap pthread mutex, so this header needs no pthread.h) */
+    void *(*ref)(void *);
+    void (*unref)(void *);
+} lt_holder_t;
+
+/** @return 0, LT_ENOMEM, LT_EIO. The holder starts empty: get() returns NULL until set(). */
+int lt_holder_init(lt_holder_t *h, void *(*ref)(void *), void (*unref)(void *)) LT_MUSTCHECK;
+/* A new reference to the held object (drop it with the type's unref), or NULL while empty. */
+void *lt_holder_get(lt_holder_t *h);
+/* Takes the caller's reference to `obj` (NULL empties the holder) and drops the old one. */
+void lt_holder_set(lt_holder_t *h, void *obj);
+/* Drops the held object and the lock; idempotent (and a no-op on NULL). */
+void lt_holder_dispose(lt_holder_t *h);
 
 #endif

@@ -25,7 +25,6 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -585,45 +584,35 @@ fail:
 
 /* ---- holder ------------------------------------------------------------------------------ */
 
+/* The generic holder (base.h) speaks void *; calling the typed functions through a cast
+ * function pointer would be undefined behaviour, hence these adapters. */
+static void *holder_ref(void *kr)
+{
+    return lt_keyring_ref(kr);
+}
+
+static void holder_unref(void *kr)
+{
+    lt_keyring_unref(kr);
+}
+
 int lt_keyring_holder_init(lt_keyring_holder_t *h)
 {
-    pthread_mutex_t *m = malloc(sizeof(*m));
-    if (m == NULL)
-        return LT_ENOMEM;
-    if (pthread_mutex_init(m, NULL) != 0) {
-        free(m);
-        return LT_EIO;
-    }
-    h->ring = NULL;
-    h->lock = m;
-    return 0;
+    return lt_holder_init(&h->h, holder_ref, holder_unref);
 }
 
 lt_keyring_t *lt_keyring_holder_get(lt_keyring_holder_t *h)
 {
-    pthread_mutex_lock(h->lock);
-    lt_keyring_t *kr = lt_keyring_ref(h->ring);
-    pthread_mutex_unlock(h->lock);
-    return kr;
+    return lt_holder_get(&h->h);
 }
 
 void lt_keyring_holder_set(lt_keyring_holder_t *h, lt_keyring_t *kr)
 {
-    pthread_mutex_lock(h->lock);
-    lt_keyring_t *old = h->ring;
-    h->ring = kr;
-    pthread_mutex_unlock(h->lock);
-    /* Outside the lock: freeing a ring (EVP_PKEY_free) should not stall readers. */
-    lt_keyring_unref(old);
+    lt_holder_set(&h->h, kr);
 }
 
 void lt_keyring_holder_dispose(lt_keyring_holder_t *h)
 {
-    if (h == NULL || h->lock == NULL)
-        return;
-    lt_keyring_unref(h->ring);
-    h->ring = NULL;
-    pthread_mutex_destroy(h->lock);
-    free(h->lock);
-    h->lock = NULL;
+    if (h != NULL)
+        lt_holder_dispose(&h->h);
 }

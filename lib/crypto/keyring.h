@@ -131,14 +131,14 @@ const lt_keyring_entry_t *lt_keyring_at(const lt_keyring_t *kr, size_t i);
 int lt_keyring_jwks(const lt_keyring_t *kr, char **out, size_t *outlen) LT_MUSTCHECK;
 
 /*
- * Holds the current ring for readers on many threads. get() returns a new reference
- * (drop it with lt_keyring_unref), or NULL while no ring was set; set() swaps in a new
- * ring (taking the caller's reference; NULL allowed) and drops the holder's reference to
- * the old one.
+ * Holds the current ring for readers on many threads: base's lt_holder_t, typed for rings
+ * (wrapped in a struct so a clients holder cannot be passed by mistake). get() returns a
+ * new reference (drop it with lt_keyring_unref), or NULL while no ring was set; set() swaps
+ * in a new ring (taking the caller's reference; NULL allowed) and drops the holder's
+ * reference to the old one outside the lock.
  */
 typedef struct lt_keyring_holder {
-    lt_keyring_t *ring; /* guarded by `lock` */
-    void *lock;         /* private */
+    lt_holder_t h; /* private */
 } lt_keyring_holder_t;
 
 /** @return 0, LT_ENOMEM, LT_EIO. The holder starts empty: get() returns NULL until set(). */

@@ -281,14 +281,14 @@ const char *lt_req_param(lt_req_t *r, const char *name)
     return NULL;
 }
 
-/* Query strings decode '+' as space (form encoding) on top of percent escapes. */
+/*
+ * Query strings decode '+' as space (form encoding) on top of percent escapes. An escaped
+ * '/' is refused as in path parameters, as it always was here (no caller's value has one).
+ */
 static const char *decode_query_value(lt_req_t *r, const char *v, size_t n)
 {
-    char *tmp = h2o_mem_alloc_pool(&r->req->pool, n + 1);
-    for (size_t i = 0; i < n; i++)
-        tmp[i] = v[i] == '+' ? ' ' : v[i];
     char *out = h2o_mem_alloc_pool(&r->req->pool, n + 1);
-    return lt_router_decode(out, n + 1, tmp, n) >= 0 ? out : NULL;
+    return lt_pct_decode(out, n + 1, v, n, LT_PCT_PLUS | LT_PCT_NO_SLASH) >= 0 ? out : NULL;
 }
 
 const char *lt_req_query(lt_req_t *r, const char *name)

@@ -219,39 +219,7 @@ const lt_route_t *lt_router_route(const lt_router_t *r, size_t i)
     return i < r->count ? &r->routes[i] : NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 long lt_router_decode(char *out, size_t cap, const char *in, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n || (hi = hexval(in[i + 1])) < 0 || (lo = hexval(in[i + 2])) < 0)
-                return LT_EINVAL;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-            if (c == '/')
-                return LT_EINVAL;
-        }
-        if (c == '\0') /* escaped or raw: the value is used as a C string */
-            return LT_EINVAL;
-        if (o + 1 >= cap)
-            return LT_ERANGE;
-        out[o++] = c;
-    }
-    if (cap == 0)
-        return LT_ERANGE;
-    out[o] = '\0';
-    return (long)o;
+    return lt_pct_decode(out, cap, in, n, LT_PCT_NO_SLASH);
 }

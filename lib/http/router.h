@@ -83,7 +83,8 @@ size_t lt_router_count(const lt_router_t *r);
 const lt_route_t *lt_router_route(const lt_router_t *r, size_t i);
 
 /**
- * Percent-decodes a path segment into `out` (cap bytes incl. NUL).
+ * Percent-decodes a path segment into `out` (cap bytes incl. NUL): lt_pct_decode with
+ * LT_PCT_NO_SLASH, so a decoded segment never holds a '/'.
  * @return the decoded length, LT_EINVAL (bad escape, NUL or '/' decoded), LT_ERANGE.
  */
 long lt_router_decode(char *out, size_t cap, const char *in, size_t n) LT_MUSTCHECK;

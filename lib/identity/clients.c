@@ -18,7 +18,6 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -470,47 +469,37 @@ done:
 
 /* ---- holder -------------------------------------------------------------------------- */
 
+/* The generic holder (base.h) speaks void *; calling the typed functions through a cast
+ * function pointer would be undefined behaviour, hence these adapters. */
+static void *holder_ref(void *cs)
+{
+    return lt_clients_ref(cs);
+}
+
+static void holder_unref(void *cs)
+{
+    lt_clients_unref(cs);
+}
+
 int lt_clients_holder_init(lt_clients_holder_t *h)
 {
-    pthread_mutex_t *m = malloc(sizeof(*m));
-    if (m == NULL)
-        return LT_ENOMEM;
-    if (pthread_mutex_init(m, NULL) != 0) {
-        free(m);
-        return LT_EIO;
-    }
-    h->cs = NULL;
-    h->lock = m;
-    return 0;
+    return lt_holder_init(&h->h, holder_ref, holder_unref);
 }
 
 lt_clients_t *lt_clients_holder_get(lt_clients_holder_t *h)
 {
-    pthread_mutex_lock(h->lock);
-    lt_clients_t *cs = lt_clients_ref(h->cs);
-    pthread_mutex_unlock(h->lock);
-    return cs;
+    return lt_holder_get(&h->h);
 }
 
 void lt_clients_holder_set(lt_clients_holder_t *h, lt_clients_t *cs)
 {
-    pthread_mutex_lock(h->lock);
-    lt_clients_t *old = h->cs;
-    h->cs = cs;
-    pthread_mutex_unlock(h->lock);
-    /* Outside the lock: freeing a large snapshot should not stall readers. */
-    lt_clients_unref(old);
+    lt_holder_set(&h->h, cs);
 }
 
 void lt_clients_holder_dispose(lt_clients_holder_t *h)
 {
-    if (h == NULL || h->lock == NULL)
-        return;
-    lt_clients_unref(h->cs);
-    h->cs = NULL;
-    pthread_mutex_destroy(h->lock);
-    free(h->lock);
-    h->lock = NULL;
+    if (h != NULL)
+        lt_holder_dispose(&h->h);
 }
 
 /* ---- statements ------------------------------------------------------------------------ */

@@ -69,15 +69,20 @@ int lt_client_has_scope(const lt_client_t *c, const char *scope, size_t n);
  */
 int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t errlen) LT_MUSTCHECK;
 
-/* Holds the current snapshot for readers on many threads (as lt_keyring_holder_t). */
+/*
+ * Holds the current snapshot for readers on many threads: base's lt_holder_t typed for
+ * snapshots, as lt_keyring_holder_t is for rings.
+ */
 typedef struct lt_clients_holder {
-    lt_clients_t *cs;
-    void *lock;
+    lt_holder_t h; /* private */
 } lt_clients_holder_t;
+/** @return 0, LT_ENOMEM, LT_EIO. The holder starts empty. */
 int lt_clients_holder_init(lt_clients_holder_t *h) LT_MUSTCHECK;
-/* A new reference, or NULL while none was set. */
+/* A new reference (drop it with lt_clients_unref), or NULL while none was set. */
 lt_clients_t *lt_clients_holder_get(lt_clients_holder_t *h);
+/* Takes the caller's reference (NULL allowed) and drops the old snapshot's. */
 void lt_clients_holder_set(lt_clients_holder_t *h, lt_clients_t *cs);
+/* Idempotent. No get/set may run concurrently. */
 void lt_clients_holder_dispose(lt_clients_holder_t *h);
 
 /* A new client id and secret with the secret's SHA-256 as hex (65 bytes). @return 0 or LT_EIO. */

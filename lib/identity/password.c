@@ -45,46 +45,6 @@ static void set_reason(char *reason, size_t cap, const char *msg)
         snprintf(reason, cap, "%s", msg);
 }
 
-/*
- * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
- * @return the number of code points, or -1.
- */
-static long utf8_count(const unsigned char *s, size_t n)
-{
-    long count = 0;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            count++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return -1;
-        }
-        if (n - i < len)
-            return -1;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        i += len;
-        count++;
-    }
-    return count;
-}
-
 int lt_password_policy_create(int min_length, lt_password_policy_t **out)
 {
     lt_password_policy_t *p = NULL;
@@ -159,7 +119,7 @@ int lt_password_policy_quick(const lt_password_policy_t *p, const char *password
         set_reason(reason, cap, "The password must not contain NUL characters.");
         return LT_EINVAL;
     }
-    if ((cps = utf8_count((const unsigned char *)password, n)) < 0) {
+    if ((cps = lt_utf8_count(password, n)) < 0) {
         set_reason(reason, cap, "The password is not valid UTF-8 text.");
         return LT_EINVAL;
     }

@@ -20,12 +20,14 @@ import itertools
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -751,3 +753,137 @@ class OpenAPI:
         if errs:
             raise AssertionError(f"{method} {path} {response.status_code} body breaks the contract:\n  "
                                  + "\n  ".join(errs) + f"\nbody: {response.text[:2000]}")
+
+
+# --- helpers of the tests of the OAuth, key, revocation, client and admin surfaces ------------
+
+
+def strong_password():
+    """A password the policy accepts (random, mixed classes)."""
+    return "Ax9!" + secrets.token_urlsafe(15)
+
+
+def wait_for(pred, timeout=5.0, step=0.05):
+    """Calls pred() every `step` seconds until it returns something true, and returns that;
+    after `timeout` seconds, its last answer (false)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def basic_auth(client_id, secret):
+    """The Authorization value of client_secret_basic for an OAuth client."""
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def client_auth(client):
+    """Headers authenticating as `client` (a POST /v1/admin/clients answer) with
+    client_secret_basic."""
+    return {"authorization": basic_auth(client["client_id"], client["client_secret"])}
+
+
+def _jwt_part(token, i):
+    part = token.split(".")[i]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def jwt_header(token):
+    """The JOSE header of a JWT, decoded without verifying anything."""
+    return _jwt_part(token, 0)
+
+
+def jwt_claims(token):
+    """The claims of a JWT, decoded without verifying anything."""
+    return _jwt_part(token, 1)
+
+
+def instance_sql(d, query):
+    """Runs SQL as the superuser in the database of latchd instance `d` (its database_url);
+    returns psql -At output."""
+    info = dict(kv.split("=", 1) for kv in d.config["database_url"].split())
+    return psql(info["host"], query, db=info["dbname"], user="postgres")
+
+
+def make_client(http, token, prefix="svc", missing_ok=False, **body):
+    """An OAuth client made through POST /v1/admin/clients with an admin's access token:
+    `body` over the defaults (a random name starting with `prefix`, grant client_credentials,
+    no scopes, no permissions). Returns the 201 answer, secret included; None when
+    `missing_ok` and the server has no such endpoint (404)."""
+    body.setdefault("name", f"{prefix}-{uuid.uuid4().hex[:8]}")
+    body.setdefault("grant_types", ["client_credentials"])
+    body.setdefault("scopes", [])
+    body.setdefault("permissions", [])
+    r = http.post("/v1/admin/clients", json=body, headers=bearer(token))
+    if missing_ok and r.status_code == 404:
+        return None
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+class ContractApi:
+    """An HTTP/2 client of latchd instance `d` whose every response is never a 500 and is
+    checked against the contract: for every path, or with `documented_only` only for the
+    paths and methods the contract already has."""
+
+    def __init__(self, d, openapi, documented_only=False):
+        self.c = d.h2c(timeout=30.0)
+        self.openapi = openapi
+        self.documented_only = documented_only
+
+    def call(self, method, template, url=None, token=None, **kw):
+        """`method` on `url` (default: the path `template` itself, as the contract names it),
+        with a bearer `token` when given."""
+        headers = dict(kw.pop("headers", None) or {})
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
+        r = self.c.request(method, url or template, headers=headers, **kw)
+        assert r.status_code < 500, f"{method} {url or template}: {r.status_code} {r.text}"
+        if not self.documented_only or method.lower() in self.openapi.doc.get("paths", {}).get(template, {}):
+            self.openapi.check_response(method, template, r)
+        return r
+
+
+def problem(r, status, code, fields=()):
+    """Asserts `r` is a problem+json answer with this status and code whose errors name every
+    field of `fields` (one name, or several); returns its body."""
+    assert r.status_code == status, f"expected {status} {code}, got {r.status_code}: {r.text}"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["code"] == code, r.text
+    got = [e["field"] for e in body.get("errors", [])]
+    for f in (fields,) if isinstance(fields, str) else fields:
+        assert f in got, r.text
+    return body
+
+
+class AdminWorld:
+    """A latchd instance `d`, a ContractApi `api` on it, and its database as the superuser."""
+
+    def __init__(self, d, api):
+        self.d = d
+        self.api = api
+
+    def sql(self, query):
+        return instance_sql(self.d, query)
+
+    def login(self, tenant, email, password):
+        """POST /v1/auth/login through the api; the token response."""
+        r = self.api.call("POST", "/v1/auth/login", json={"tenant": tenant, "email": email, "password": password})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def shut_down(factory, *clients):
+    """For a module fixture's teardown: closes `clients`, stops what LatchdFactory `factory`
+    started and fails with whatever the instances left (a bad exit, sanitizer reports)."""
+    import pytest  # here, not at the top: nothing else in this module needs pytest
+
+    for c in clients:
+        c.close()
+    problems = factory.cleanup()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)

@@ -21,64 +21,18 @@ import httpx
 import pytest
 
 import latchtest as lt
+from latchtest import problem, strong_password as strong
 
 # Cheap argon2 for the many users made here; imports below use other parameters on purpose.
 SETTINGS = dict(argon2_memory_kib=1024, argon2_iterations=1, argon2_parallelism=1, login_ip_limit=0,
                 password_min_length=12)
 
 
-def strong():
-    """A password the policy accepts (random, mixed classes)."""
-    return "Ax9!" + secrets.token_urlsafe(15)
-
-
 def uniq(prefix="u"):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class Api:
-    """An HTTP/2 client whose every response is checked against the contract and is never a
-    500."""
-
-    def __init__(self, d, openapi):
-        self.c = d.h2c(timeout=30.0)
-        self.openapi = openapi
-
-    def call(self, method, template, url=None, token=None, **kw):
-        headers = dict(kw.pop("headers", None) or {})
-        if token is not None:
-            headers["authorization"] = f"Bearer {token}"
-        r = self.c.request(method, url or template, headers=headers, **kw)
-        assert r.status_code < 500, f"{method} {url or template}: {r.status_code} {r.text}"
-        self.openapi.check_response(method, template, r)
-        return r
-
-
-def problem(r, status, code, field=None):
-    assert r.status_code == status, f"expected {status} {code}, got {r.status_code}: {r.text}"
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    assert body["code"] == code, r.text
-    if field is not None:
-        assert field in [e["field"] for e in body.get("errors", [])], r.text
-    return body
-
-
-class World:
-    def __init__(self, d, api):
-        self.d = d
-        self.api = api
-        info = dict(kv.split("=", 1) for kv in d.config["database_url"].split())
-        self.host, self.db = info["host"], info["dbname"]
-
-    def sql(self, query):
-        return lt.psql(self.host, query, db=self.db, user="postgres")
-
-    def login(self, tenant, email, password):
-        r = self.api.call("POST", "/v1/auth/login", json={"tenant": tenant, "email": email, "password": password})
-        assert r.status_code == 200, r.text
-        return r.json()
-
+class World(lt.AdminWorld):
     def create_user(self, token, status=201, **body):
         body.setdefault("email", f"{uniq()}@example.test")
         if "password" not in body and "password_hash" not in body:
@@ -96,7 +50,7 @@ class World:
 def w(db_factory, tls_cert, session_tmp, openapi):
     factory = lt.LatchdFactory(db_factory, *tls_cert, session_tmp)
     d = factory(**SETTINGS)
-    api = Api(d, openapi)
+    api = lt.ContractApi(d, openapi)  # every response checked against the contract
     world = World(d, api)
     world.pw = {k: strong() for k in ("root", "alice", "bob", "carol")}
     ops = d.bootstrap("ops", "root@ops.test", world.pw["root"], global_admin=True, display_name="Operations")
@@ -111,10 +65,7 @@ def w(db_factory, tls_cert, session_tmp, openapi):
     world.carol_id = carol["id"]
     world.carol = world.login("alpha", "carol@alpha.test", world.pw["carol"])["access_token"]
     yield world
-    api.c.close()
-    problems = factory.cleanup()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    lt.shut_down(factory, api.c)
 
 
 # --- authentication and authorisation -----------------------------------------------------

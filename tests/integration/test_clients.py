@@ -14,12 +14,12 @@ another tenant's clients answer 404 exactly like missing ones; every change is a
 import hashlib
 import json
 import re
-import time
 import uuid
 
 import pytest
 
 import latchtest as lt
+from latchtest import problem, strong_password as strong
 
 SETTINGS = dict(argon2_memory_kib=1024, argon2_iterations=1, argon2_parallelism=1, login_ip_limit=0,
                 password_min_length=12)
@@ -29,55 +29,7 @@ CLIENT_SECRET = re.compile(r"^lcs_[A-Za-z0-9_-]{43}$")
 TEMPLATE_ITEM = "/v1/admin/clients/{id}"
 
 
-def strong():
-    import secrets
-    return "Ax9!" + secrets.token_urlsafe(15)
-
-
-class Api:
-    """An HTTP/2 client: never a 500, and the contract checked where it covers the path."""
-
-    def __init__(self, d, openapi):
-        self.c = d.h2c(timeout=30.0)
-        self.openapi = openapi
-
-    def call(self, method, template, url=None, token=None, **kw):
-        headers = dict(kw.pop("headers", None) or {})
-        if token is not None:
-            headers["authorization"] = f"Bearer {token}"
-        r = self.c.request(method, url or template, headers=headers, **kw)
-        assert r.status_code < 500, f"{method} {url or template}: {r.status_code} {r.text}"
-        if method.lower() in self.openapi.doc.get("paths", {}).get(template, {}):
-            self.openapi.check_response(method, template, r)
-        return r
-
-
-def problem(r, status, code, fields=()):
-    assert r.status_code == status, f"expected {status} {code}, got {r.status_code}: {r.text}"
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    assert body["code"] == code, r.text
-    got = [e["field"] for e in body.get("errors", [])]
-    for f in fields:
-        assert f in got, r.text
-    return body
-
-
-class World:
-    def __init__(self, d, api):
-        self.d = d
-        self.api = api
-        info = dict(kv.split("=", 1) for kv in d.config["database_url"].split())
-        self.host, self.db = info["host"], info["dbname"]
-
-    def sql(self, query):
-        return lt.psql(self.host, query, db=self.db, user="postgres")
-
-    def login(self, tenant, email, password):
-        r = self.api.call("POST", "/v1/auth/login", json={"tenant": tenant, "email": email, "password": password})
-        assert r.status_code == 200, r.text
-        return r.json()
-
+class World(lt.AdminWorld):
     def create(self, token, status=201, **body):
         body.setdefault("name", f"svc-{uuid.uuid4().hex[:8]}")
         body.setdefault("grant_types", ["client_credentials"])
@@ -97,7 +49,8 @@ class World:
 def w(db_factory, tls_cert, session_tmp, openapi):
     factory = lt.LatchdFactory(db_factory, *tls_cert, session_tmp)
     d = factory(**SETTINGS)
-    api = Api(d, openapi)
+    # The contract is checked where it covers the path.
+    api = lt.ContractApi(d, openapi, documented_only=True)
     world = World(d, api)
     pw = {k: strong() for k in ("root", "alice", "bob", "carol")}
     ops = d.bootstrap("ops", "root@ops.test", pw["root"], global_admin=True)
@@ -113,10 +66,7 @@ def w(db_factory, tls_cert, session_tmp, openapi):
     assert r.status_code == 201, r.text
     world.carol = world.login("alpha", "carol@alpha.test", pw["carol"])["access_token"]
     yield world
-    api.c.close()
-    problems = factory.cleanup()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    lt.shut_down(factory, api.c)
 
 
 # --- create, read, secret shown once ----------------------------------------------------------
@@ -421,16 +371,6 @@ def _token(w, cid, secret):
     return w.api.c.post("/oauth2/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
 
 
-def _until(pred, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-
-
 def test_snapshot_follows_changes(w):
     body = w.create(w.alice, scopes=["s1"])
     cid, secret = body["client_id"], body["client_secret"]
@@ -438,13 +378,13 @@ def test_snapshot_follows_changes(w):
     if first.status_code == 404:
         pytest.skip("POST /oauth2/token is not routed in this build")
     # a new client authenticates within a second (NOTIFY latch_clients -> reload)
-    assert _until(lambda: _token(w, cid, secret).status_code == 200, 1.5), _token(w, cid, secret).text
+    assert lt.wait_for(lambda: _token(w, cid, secret).status_code == 200, 1.5), _token(w, cid, secret).text
     assert _token(w, cid, "lcs_" + "A" * 43).status_code == 401
     # rotation: the old secret stops working, the new one works
     r = w.api.call("POST", "/v1/admin/clients/{id}/secret", url=f"/v1/admin/clients/{cid}/secret", token=w.alice)
     new = r.json()["client_secret"]
-    assert _until(lambda: _token(w, cid, new).status_code == 200, 1.5)
+    assert lt.wait_for(lambda: _token(w, cid, new).status_code == 200, 1.5)
     assert _token(w, cid, secret).status_code == 401
     # deletion: it stops authenticating
     w.api.call("DELETE", TEMPLATE_ITEM, url=f"/v1/admin/clients/{cid}", token=w.alice)
-    assert _until(lambda: _token(w, cid, new).status_code == 401, 1.5)
+    assert lt.wait_for(lambda: _token(w, cid, new).status_code == 401, 1.5)

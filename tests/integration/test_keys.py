@@ -12,7 +12,6 @@ rotation), the reload on NOTIFY latch_keys, /oauth2/introspect, and POST /v1/adm
 
 import json
 import re
-import secrets
 import time
 from datetime import datetime, timezone
 
@@ -27,27 +26,8 @@ LEEWAY = 30  # LT_TOKEN_LEEWAY: previous keys stay published access_token_ttl + 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def strong():
-    return "Ax9!" + secrets.token_urlsafe(15)
-
-
-def b64json(part):
-    import base64
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-
-
 def kid_of(token):
-    return b64json(token.split(".")[0])["kid"]
-
-
-def wait_for(pred, timeout=5.0, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    return lt.jwt_header(token)["kid"]
 
 
 def ts(text):
@@ -56,8 +36,7 @@ def ts(text):
 
 class World:
     def sql(self, query):
-        info = dict(kv.split("=", 1) for kv in self.a.config["database_url"].split())
-        return lt.psql(info["host"], query, db=info["dbname"], user="postgres")
+        return lt.instance_sql(self.a, query)
 
     def contract(self, method, path, r):
         """Checks against proto/openapi.yaml once the path is in it."""
@@ -105,12 +84,12 @@ class World:
 
     def settle(self):
         """Waits until no rotation is pending (a next key from an earlier test has activated)."""
-        assert wait_for(lambda: self.sql("SELECT count(*) FROM signing_keys WHERE status = 'next'") == "0",
-                        timeout=10), "a next key did not activate"
+        assert lt.wait_for(lambda: self.sql("SELECT count(*) FROM signing_keys WHERE status = 'next'") == "0",
+                           timeout=10), "a next key did not activate"
         current = self.sql("SELECT kid FROM signing_keys WHERE status = 'current'")
         # Both instances sign with it (their rings reloaded through NOTIFY).
-        assert wait_for(lambda: kid_of(self.login(self.ca)["access_token"]) == current
-                        and kid_of(self.login(self.cb)["access_token"]) == current, timeout=5)
+        assert lt.wait_for(lambda: kid_of(self.login(self.ca)["access_token"]) == current
+                           and kid_of(self.login(self.cb)["access_token"]) == current, timeout=5)
         return current
 
 
@@ -123,21 +102,13 @@ def w(db_factory, tls_cert, session_tmp, openapi):
     # The second instance: same database and master key, its own ports.
     world.b = factory(database_url=world.a.config["database_url"], master_key=world.a.config["master_key"], **SETTINGS)
     world.ca, world.cb = world.a.h2c(timeout=30.0), world.b.h2c(timeout=30.0)
-    world.pw = strong()
+    world.pw = lt.strong_password()
     world.a.bootstrap("ops", "root@ops.test", world.pw, global_admin=True)
     world.a.bootstrap("alpha", "alice@alpha.test", world.pw)
     root = world.fresh_admin()
-    r = world.ca.post("/v1/admin/clients", headers=lt.bearer(root),
-                      json={"name": "rs", "grant_types": ["client_credentials"], "scopes": [],
-                            "permissions": ["introspect"]})
-    assert r.status_code == 201, r.text
-    world.svc = r.json()
+    world.svc = lt.make_client(world.ca, root, name="rs", permissions=["introspect"])
     yield world
-    world.ca.close()
-    world.cb.close()
-    problems = factory.cleanup()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    lt.shut_down(factory, world.ca, world.cb)
 
 
 def test_jwks_document_and_cache_control(w):
@@ -191,8 +162,8 @@ def test_rotation_through_the_api(w):
     w.contract("POST", "/v1/admin/keys/rotate", r)
 
     # Published by both instances within ~2 s (NOTIFY), behind the current key; not signing.
-    assert wait_for(lambda: new in w.jwks_kids(w.cb), timeout=2.0), "second instance did not publish the next key"
-    assert wait_for(lambda: new in w.jwks_kids(w.ca), timeout=2.0)
+    assert lt.wait_for(lambda: new in w.jwks_kids(w.cb), timeout=2.0), "second instance did not publish the next key"
+    assert lt.wait_for(lambda: new in w.jwks_kids(w.ca), timeout=2.0)
     assert w.jwks_kids(w.cb)[0] == old
     listed = w.keys()
     assert listed[new]["state"] == "next" and listed[old]["state"] == "current"
@@ -202,7 +173,7 @@ def test_rotation_through_the_api(w):
         assert kid_of(early["access_token"]) == old, "the next key signed before activates_at"
 
     # It signs from activates_at on (maintenance every 200 ms, then a NOTIFY reload).
-    after = wait_for(lambda: (lambda t: t if kid_of(t["access_token"]) == new else None)(w.login(w.cb)), timeout=6.0)
+    after = lt.wait_for(lambda: (lambda t: t if kid_of(t["access_token"]) == new else None)(w.login(w.cb)), timeout=6.0)
     assert after, "the next key never started signing"
     assert time.time() >= ts(k["activates_at"]) - 1
     claims = w.verify(after["access_token"], w.ca)  # jwcrypto with the JWKS, after the rotation
@@ -218,8 +189,8 @@ def test_rotation_through_the_api(w):
 
     # Until its last token (ttl 3 s + 30 s leeway) has expired: then it leaves both JWKS.
     gone_by = ts(listed[old]["retired_at"]) + SETTINGS["access_token_ttl"] + LEEWAY
-    assert wait_for(lambda: old not in w.jwks_kids(w.ca) and old not in w.jwks_kids(w.cb),
-                    timeout=gone_by - time.time() + 6, step=0.5), "the previous key was never unpublished"
+    assert lt.wait_for(lambda: old not in w.jwks_kids(w.ca) and old not in w.jwks_kids(w.cb),
+                       timeout=gone_by - time.time() + 6, step=0.5), "the previous key was never unpublished"
     assert time.time() >= gone_by - 2, "the previous key left the JWKS while its tokens could live"
     assert w.keys()[old]["state"] == "retired"
     assert w.introspect(before["access_token"]) == {"active": False}
@@ -230,7 +201,7 @@ def test_rotation_through_the_api(w):
 
 
 def before_sub(login_result):
-    return b64json(login_result["access_token"].split(".")[1])["sub"]
+    return lt.jwt_claims(login_result["access_token"])["sub"]
 
 
 def test_retired_key_tokens_introspect_inactive(w):
@@ -246,8 +217,8 @@ def test_retired_key_tokens_introspect_inactive(w):
     assert new == r.json()["kid"]
     assert w.introspect(tok)["active"] is True  # previous: still verifies
     w.sql(f"UPDATE signing_keys SET status = 'retired' WHERE kid = '{kid}'; NOTIFY latch_keys")
-    assert wait_for(lambda: w.introspect(tok) == {"active": False}, timeout=2.0), "a retired key's token is active"
-    assert wait_for(lambda: kid not in w.jwks_kids(w.cb), timeout=2.0)
+    assert lt.wait_for(lambda: w.introspect(tok) == {"active": False}, timeout=2.0), "a retired key's token is active"
+    assert lt.wait_for(lambda: kid not in w.jwks_kids(w.cb), timeout=2.0)
 
 
 def test_rotation_through_latchctl(w):
@@ -257,7 +228,7 @@ def test_rotation_through_latchctl(w):
     out = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     kid = out["kid"]
     assert out["state"] == "next" and RFC3339.match(out["activates_at"]), p.stdout
-    assert wait_for(lambda: kid in w.jwks_kids(w.cb), timeout=2.0), "latchctl's key not published via NOTIFY"
+    assert lt.wait_for(lambda: kid in w.jwks_kids(w.cb), timeout=2.0), "latchctl's key not published via NOTIFY"
     again = w.a.latchctl("keys", "rotate")
     assert again.returncode == 3, again.stdout + again.stderr
     assert "already" in again.stderr
@@ -272,7 +243,7 @@ def test_rotation_through_latchctl(w):
     assert "private" not in json.dumps(doc) and "sealed" not in json.dumps(doc)
     assert w.sql(f"SELECT actor FROM audit_log WHERE event = 'key.created' AND target = '{kid}'") == "latchctl"
     # It signs after key_prepublish, verified by jwcrypto from the other instance's JWKS.
-    tok = wait_for(lambda: (lambda t: t if kid_of(t) == kid else None)(w.login(w.cb)["access_token"]), timeout=6.0)
+    tok = lt.wait_for(lambda: (lambda t: t if kid_of(t) == kid else None)(w.login(w.cb)["access_token"]), timeout=6.0)
     assert tok, "latchctl's key never started signing"
     assert w.verify(tok, w.ca)["sub"]
 
@@ -295,7 +266,7 @@ def test_automatic_rotation(latchd_factory):
     """key_rotation_interval 4 s with key_prepublish 2 s: a new key every ~4 s, each
     published 2 s before it signs, added by the system."""
     d = latchd_factory(key_rotation_interval=4, **SETTINGS)
-    pw = strong()
+    pw = lt.strong_password()
     d.bootstrap("ops", "root@ops.test", pw, global_admin=True)
     signed, published = {}, {}  # kid -> when first seen signing / in the JWKS
     with d.h2c(timeout=30.0) as c:
@@ -312,7 +283,6 @@ def test_automatic_rotation(latchd_factory):
     # Every rotated-in key was published about key_prepublish before it signed.
     for kid in list(signed)[1:]:
         assert kid in published and signed[kid] - published[kid] >= 1.0, (kid, signed, published)
-    info = dict(kv.split("=", 1) for kv in d.config["database_url"].split())
-    actors = lt.psql(info["host"], "SELECT string_agg(DISTINCT actor, ',') FROM audit_log WHERE event = 'key.created'"
-                     " AND details->>'state' = 'next'", db=info["dbname"], user="postgres")
+    actors = lt.instance_sql(d, "SELECT string_agg(DISTINCT actor, ',') FROM audit_log WHERE event = 'key.created'"
+                                " AND details->>'state' = 'next'")
     assert actors == "system"

@@ -31,45 +31,12 @@ SETTINGS = dict(argon2_memory_kib=1024, argon2_iterations=1, argon2_parallelism=
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-def strong():
-    return "Ax9!" + secrets.token_urlsafe(15)
-
-
 def b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def basic(cid, secret):
-    return "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
-
-
 class World:
     pass
-
-
-def _sql(d, query):
-    info = dict(kv.split("=", 1) for kv in d.config["database_url"].split())
-    return lt.psql(info["host"], query, db=info["dbname"], user="postgres")
-
-
-def make_client(w, token, **body):
-    body.setdefault("name", f"svc-{uuid.uuid4().hex[:8]}")
-    body.setdefault("grant_types", ["client_credentials"])
-    body.setdefault("scopes", [])
-    body.setdefault("permissions", [])
-    r = w.c.post("/v1/admin/clients", json=body, headers={"authorization": f"Bearer {token}"})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def wait_for(pred, timeout=5.0, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +46,7 @@ def w(db_factory, tls_cert, session_tmp, openapi):
     world = World()
     world.d, world.openapi = d, openapi
     world.c = d.h2c(timeout=30.0)
-    world.pw = strong()
+    world.pw = lt.strong_password()
     boot = d.bootstrap("alpha", "alice@alpha.test", world.pw)
     world.alpha = boot["tenant_id"]
     world.alice_id = boot["user_id"]
@@ -91,16 +58,13 @@ def w(db_factory, tls_cert, session_tmp, openapi):
     assert r.status_code == 200, r.text
     world.bob = r.json()
     tok = world.alice["access_token"]
-    world.svc = make_client(world, tok, grant_types=["client_credentials", "refresh_token"], scopes=["read", "write"],
-                            permissions=["introspect", "revoke"])
-    world.plain = make_client(world, tok, grant_types=["client_credentials"], scopes=["read"])
-    world.beta_svc = make_client(world, world.bob["access_token"], permissions=["introspect"])
+    world.svc = lt.make_client(world.c, tok, grant_types=["client_credentials", "refresh_token"],
+                               scopes=["read", "write"], permissions=["introspect", "revoke"])
+    world.plain = lt.make_client(world.c, tok, grant_types=["client_credentials"], scopes=["read"])
+    world.beta_svc = lt.make_client(world.c, world.bob["access_token"], permissions=["introspect"])
     world.forge = Forger(d)
     yield world
-    world.c.close()
-    problems = factory.cleanup()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    lt.shut_down(factory, world.c)
 
 
 class Forger:
@@ -120,9 +84,9 @@ class Forger:
         pub = jwk.JWK.from_pyca(self.key.public_key())
         self.public_jwk = json.loads(pub.export_public())
         self.public_jwk.update(kid=self.kid, alg="ES256", use="sig")
-        _sql(d, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status, retired_at) VALUES "
-                f"('{self.kid}', 'ES256', '{json.dumps(self.public_jwk)}'::jsonb, '\\x{sealed.hex()}'::bytea, "
-                "'previous', now()); NOTIFY latch_keys")
+        lt.instance_sql(d, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status, retired_at) "
+                           f"VALUES ('{self.kid}', 'ES256', '{json.dumps(self.public_jwk)}'::jsonb, "
+                           f"'\\x{sealed.hex()}'::bytea, 'previous', now()); NOTIFY latch_keys")
         self.cfg = d.config
 
     def claims(self, tenant, **over):
@@ -156,8 +120,7 @@ class Forger:
 def introspect(w, token, client=None, check=True, **extra):
     client = client or w.svc
     data = {"token": token, **extra}
-    r = w.c.post("/oauth2/introspect", data=data, headers={"authorization": basic(client["client_id"],
-                                                                                  client["client_secret"])})
+    r = w.c.post("/oauth2/introspect", data=data, headers=lt.client_auth(client))
     if check:
         assert r.status_code == 200, r.text
         assert r.headers["cache-control"] == "no-store"
@@ -167,8 +130,7 @@ def introspect(w, token, client=None, check=True, **extra):
 
 def token_cc(w, client, **data):
     data.setdefault("grant_type", "client_credentials")
-    return w.c.post("/oauth2/token", data=data, headers={"authorization": basic(client["client_id"],
-                                                                              client["client_secret"])})
+    return w.c.post("/oauth2/token", data=data, headers=lt.client_auth(client))
 
 
 def oauth_error(r, status, error):
@@ -240,8 +202,7 @@ def test_client_credentials_scopes(w):
 def test_grant_errors(w):
     oauth_error(token_cc(w, w.svc, grant_type="password"), 400, "unsupported_grant_type")
     oauth_error(token_cc(w, w.plain, grant_type="refresh_token", refresh_token="lt_rt_x"), 400, "unauthorized_client")
-    r = w.c.post("/oauth2/token", data={"client_id": w.svc["client_id"]},
-                 headers={"authorization": basic(w.svc["client_id"], w.svc["client_secret"])})
+    r = w.c.post("/oauth2/token", data={"client_id": w.svc["client_id"]}, headers=lt.client_auth(w.svc))
     oauth_error(r, 400, "invalid_request")
 
 
@@ -249,8 +210,8 @@ def test_grant_errors(w):
 def test_bad_client_credentials(w, path):
     data = {"grant_type": "client_credentials", "token": "x"}
     cid, sec = w.svc["client_id"], w.svc["client_secret"]
-    for headers in ({}, {"authorization": basic(cid, sec[:-1] + ("A" if sec[-1] != "A" else "B"))},
-                    {"authorization": basic("lc_" + "A" * 22, sec)}, {"authorization": "Bearer " + sec},
+    for headers in ({}, {"authorization": lt.basic_auth(cid, sec[:-1] + ("A" if sec[-1] != "A" else "B"))},
+                    {"authorization": lt.basic_auth("lc_" + "A" * 22, sec)}, {"authorization": "Bearer " + sec},
                     {"authorization": "Basic !!!notbase64"}, {"authorization": "Basic " + base64.b64encode(b"nocolon").decode()}):
         oauth_error(w.c.post(path, data=data, headers=headers), 401, "invalid_client")
     # client_secret_post with a wrong secret
@@ -258,12 +219,12 @@ def test_bad_client_credentials(w, path):
                 "invalid_client")
     # two methods at once
     oauth_error(w.c.post(path, data={**data, "client_id": cid, "client_secret": sec},
-                         headers={"authorization": basic(cid, sec)}), 400, "invalid_request")
+                         headers={"authorization": lt.basic_auth(cid, sec)}), 400, "invalid_request")
 
 
 @pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"])
 def test_bad_bodies(w, path):
-    auth = {"authorization": basic(w.svc["client_id"], w.svc["client_secret"])}
+    auth = lt.client_auth(w.svc)
     # JSON instead of a form
     r = w.c.post(path, json={"grant_type": "client_credentials", "token": "x"}, headers=auth)
     oauth_error(r, 400, "invalid_request")
@@ -283,7 +244,7 @@ def test_oversize_token(w):
     # over the longest JWT accepted: simply not a live token
     assert introspect(w, "e" * 8193).json() == {"active": False}
     # far over it: refused as a parameter before any work
-    auth = {"authorization": basic(w.svc["client_id"], w.svc["client_secret"])}
+    auth = lt.client_auth(w.svc)
     for path in ("/oauth2/introspect", "/oauth2/revoke", "/oauth2/token"):
         r = w.c.post(path, data={"token": "x" * 9000, "grant_type": "refresh_token", "refresh_token": "y" * 9000},
                      headers=auth)
@@ -354,7 +315,7 @@ def test_introspect_garbage(w):
 
 def wait_forged_key(w):
     tok = w.forge.sign(w.forge.claims(w.alpha))
-    assert wait_for(lambda: introspect(w, tok).json()["active"]), "forged key not picked up via NOTIFY"
+    assert lt.wait_for(lambda: introspect(w, tok).json()["active"]), "forged key not picked up via NOTIFY"
     return tok
 
 
@@ -386,9 +347,9 @@ def test_introspect_forged_claims(w):
 def test_retired_key_tokens_become_inactive(w):
     f = Forger(w.d)
     tok = f.sign(f.claims(w.alpha))
-    assert wait_for(lambda: introspect(w, tok).json()["active"])
-    _sql(w.d, f"UPDATE signing_keys SET status = 'retired' WHERE kid = '{f.kid}'; NOTIFY latch_keys")
-    assert wait_for(lambda: introspect(w, tok).json() == {"active": False}), "cached token of a retired key"
+    assert lt.wait_for(lambda: introspect(w, tok).json()["active"])
+    lt.instance_sql(w.d, f"UPDATE signing_keys SET status = 'retired' WHERE kid = '{f.kid}'; NOTIFY latch_keys")
+    assert lt.wait_for(lambda: introspect(w, tok).json() == {"active": False}), "cached token of a retired key"
 
 
 # --- revocation ----------------------------------------------------------------------------
@@ -396,8 +357,7 @@ def test_retired_key_tokens_become_inactive(w):
 
 def revoke(w, token, client=None, **extra):
     client = client or w.svc
-    return w.c.post("/oauth2/revoke", data={"token": token, **extra},
-                    headers={"authorization": basic(client["client_id"], client["client_secret"])})
+    return w.c.post("/oauth2/revoke", data={"token": token, **extra}, headers=lt.client_auth(client))
 
 
 def fresh_login(w, tenant="alpha", email="alice@alpha.test"):
@@ -412,13 +372,13 @@ def test_revoke_access_token_by_jti(w):
     r = revoke(w, s["access_token"], token_type_hint="access_token")
     assert r.status_code == 200, r.text
     w.openapi.check_response("POST", "/oauth2/revoke", r)
-    assert wait_for(lambda: introspect(w, s["access_token"]).json() == {"active": False}, timeout=1.0)
+    assert lt.wait_for(lambda: introspect(w, s["access_token"]).json() == {"active": False}, timeout=1.0)
     # the bearer is refused on the user surface too
-    assert wait_for(lambda: w.c.get("/v1/me", headers={"authorization": "Bearer " + s["access_token"]}).status_code
-                    == 401, timeout=1.0)
+    assert lt.wait_for(lambda: w.c.get("/v1/me", headers={"authorization": "Bearer " + s["access_token"]}).status_code
+                       == 401, timeout=1.0)
     # the session itself lives on: its refresh token still works
     assert introspect(w, s["refresh_token"]).json()["active"] is True
-    rows = _sql(w.d, "SELECT count(*) FROM audit_log WHERE event = 'token.revoked'")
+    rows = lt.instance_sql(w.d, "SELECT count(*) FROM audit_log WHERE event = 'token.revoked'")
     assert int(rows) >= 1
 
 
@@ -427,7 +387,7 @@ def test_revoke_refresh_token_ends_session(w):
     r = revoke(w, s["refresh_token"])
     assert r.status_code == 200
     assert introspect(w, s["refresh_token"]).json() == {"active": False}
-    assert wait_for(lambda: introspect(w, s["access_token"]).json() == {"active": False}, timeout=1.0)
+    assert lt.wait_for(lambda: introspect(w, s["access_token"]).json() == {"active": False}, timeout=1.0)
     r = w.c.post("/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})
     assert r.status_code == 400
 
@@ -454,7 +414,7 @@ def test_revoke_needs_permission_for_others_tokens(w):
     # but its own token it may revoke
     own = token_cc(w, w.plain).json()["access_token"]
     assert revoke(w, own, client=w.plain).status_code == 200
-    assert wait_for(lambda: introspect(w, own).json() == {"active": False}, timeout=1.0)
+    assert lt.wait_for(lambda: introspect(w, own).json() == {"active": False}, timeout=1.0)
 
 
 def test_logout_revokes_access_token(w):
@@ -462,7 +422,7 @@ def test_logout_revokes_access_token(w):
     assert introspect(w, s["access_token"]).json()["active"] is True
     r = w.c.post("/v1/auth/logout", headers={"authorization": "Bearer " + s["access_token"]})
     assert r.status_code == 204, r.text
-    assert wait_for(lambda: introspect(w, s["access_token"]).json() == {"active": False}, timeout=1.0)
+    assert lt.wait_for(lambda: introspect(w, s["access_token"]).json() == {"active": False}, timeout=1.0)
 
 
 # --- a third-party client -----------------------------------------------------------------
@@ -497,7 +457,7 @@ def test_authlib_client(w):
 def test_refresh_grant_other_tenant_client(w):
     s = fresh_login(w, "beta", "bob@beta.test")
     r = w.c.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": s["refresh_token"]},
-                 headers={"authorization": basic(w.svc["client_id"], w.svc["client_secret"])})
+                 headers=lt.client_auth(w.svc))
     oauth_error(r, 400, "invalid_grant")
     # not consumed: its own refresh still works
     r = w.c.post("/v1/auth/refresh", json={"refresh_token": s["refresh_token"]})

@@ -176,23 +176,18 @@ def test_bad_presentations_are_invalid_grant(latchd_factory, openapi):
         assert api.refresh(a["refresh_token"]).status_code == 200
 
 
-def _oauth_client(d, w, api, admin_token, permissions=("introspect",)):
-    """A confidential client of tenant acme (POST /v1/admin/clients), or None when the
+def _oauth_client(api, admin_token):
+    """A confidential client of the admin's tenant (POST /v1/admin/clients), or None when the
     admin endpoint is not there yet."""
-    r = api.c.post("/v1/admin/clients", headers=lt.bearer(admin_token),
-                   json={"name": "svc", "grant_types": ["refresh_token", "client_credentials"], "scopes": [],
-                         "permissions": list(permissions)})
-    if r.status_code == 404:
-        return None
-    assert r.status_code == 201, r.text
-    return r.json()
+    return lt.make_client(api.c, admin_token, missing_ok=True, name="svc",
+                          grant_types=["refresh_token", "client_credentials"], permissions=["introspect"])
 
 
 def test_oauth_refresh_grant_rotation_and_reuse(latchd_factory, openapi):
     d, w, api = world(latchd_factory, openapi, refresh_reuse_grace=1)
     with api:
         a = api.ok_login("acme", "alice@acme.test")
-        client = _oauth_client(d, w, api, a["access_token"])
+        client = _oauth_client(api, a["access_token"])
         if client is None:
             pytest.skip("/v1/admin/clients is not available")
         auth = (client["client_id"], client["client_secret"])
@@ -240,7 +235,7 @@ def test_oauth_refresh_of_another_tenants_session_is_invalid_and_harmless(latchd
         w.user(other_tid, "admin@other.test", roles=("admin",))
         a = api.ok_login("acme", "alice@acme.test")
         o = api.ok_login("other", "admin@other.test")
-        client = _oauth_client(d, w, api, o["access_token"])
+        client = _oauth_client(api, o["access_token"])
         if client is None:
             pytest.skip("/v1/admin/clients is not available")
         r = api.c.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": a["refresh_token"]},

@@ -7,10 +7,9 @@ within a second. Callers authenticate as OAuth clients (client_secret_basic) hol
 permission "revocations" or "introspect" and see their own tenant's entries only.
 """
 
-import base64
+import functools
 import json
 import queue
-import secrets
 import signal
 import threading
 import time
@@ -24,47 +23,12 @@ import latchtest as lt
 SETTINGS = dict(argon2_memory_kib=1024, argon2_iterations=1, argon2_parallelism=1, login_ip_limit=0)
 
 
-def strong():
-    return "Ax9!" + secrets.token_urlsafe(15)
-
-
-def basic(client):
-    raw = f"{client['client_id']}:{client['client_secret']}".encode()
-    return {"authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-def claims(token):
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
-def wait_for(pred, timeout=5.0, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
-def _sql(d, query):
-    info = dict(kv.split("=", 1) for kv in d.config["database_url"].split())
-    return lt.psql(info["host"], query, db=info["dbname"], user="postgres")
+# Polled finely: how soon an entry arrives is what several tests here measure.
+wait_for = functools.partial(lt.wait_for, step=0.02)
 
 
 class World:
     pass
-
-
-def make_client(w, token, **body):
-    body.setdefault("name", f"feed-{uuid.uuid4().hex[:8]}")
-    body.setdefault("grant_types", ["client_credentials"])
-    body.setdefault("scopes", [])
-    body.setdefault("permissions", [])
-    r = w.a.post("/v1/admin/clients", json=body, headers=lt.bearer(token))
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 @pytest.fixture(scope="module")
@@ -78,28 +42,25 @@ def w(db_factory, tls_cert, session_tmp, openapi):
     world.openapi = openapi
     world.a = world.A.h2c(timeout=30.0)
     world.b = world.B.h2c(timeout=30.0)
-    world.pw = strong()
+    world.pw = lt.strong_password()
     world.alpha = world.A.bootstrap("alpha", "alice@alpha.test", world.pw)["tenant_id"]
     world.beta = world.A.bootstrap("beta", "bob@beta.test", world.pw)["tenant_id"]
     alice = lt.login(world.a, "alpha", "alice@alpha.test", world.pw)
     bob = lt.login(world.a, "beta", "bob@beta.test", world.pw)
-    world.feed = make_client(world, alice["access_token"], permissions=["revocations"])
-    world.intro = make_client(world, alice["access_token"], permissions=["introspect"])
-    world.plain = make_client(world, alice["access_token"], permissions=["revoke"])
-    world.beta_feed = make_client(world, bob["access_token"], permissions=["revocations"])
+    world.feed = lt.make_client(world.a, alice["access_token"], "feed", permissions=["revocations"])
+    world.intro = lt.make_client(world.a, alice["access_token"], "feed", permissions=["introspect"])
+    world.plain = lt.make_client(world.a, alice["access_token"], "feed", permissions=["revoke"])
+    world.beta_feed = lt.make_client(world.a, bob["access_token"], "feed", permissions=["revocations"])
     # B learns the clients through NOTIFY latch_clients.
     for c in (world.feed, world.intro, world.plain, world.beta_feed):
-        assert wait_for(lambda c=c: world.b.get("/v1/revocations", headers=basic(c)).status_code != 401, 5.0), c
+        assert wait_for(lambda c=c: world.b.get("/v1/revocations", headers=lt.client_auth(c)).status_code != 401,
+                        5.0), c
     yield world
-    world.a.close()
-    world.b.close()
-    problems = factory.cleanup()
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    lt.shut_down(factory, world.a, world.b)
 
 
 def feed(w, client=None, d=None, **params):
-    r = (d or w.b).get("/v1/revocations", params=params, headers=basic(client or w.feed))
+    r = (d or w.b).get("/v1/revocations", params=params, headers=lt.client_auth(client or w.feed))
     return r
 
 
@@ -120,7 +81,8 @@ def logout(w, session):
 
 def revoke_sql(d, kind, value, tenant, seconds=3600):
     t = f"'{tenant}'::uuid" if tenant else "NULL"
-    return int(_sql(d, f"SELECT latch_revoke('{kind}', '{value}', {t}, now() + interval '{seconds} seconds')"))
+    return int(lt.instance_sql(d, f"SELECT latch_revoke('{kind}', '{value}', {t}, "
+                                  f"now() + interval '{seconds} seconds')"))
 
 
 class SSE:
@@ -197,7 +159,7 @@ class SSE:
 def open_stream(w, client=None, d=None, http1=False, **kw):
     d = d or w.B
     c = d.http1(timeout=30.0) if http1 else d.h2c(timeout=30.0)
-    return SSE(c, "/v1/revocations/stream", headers={**basic(client or w.feed), **kw.pop("headers", {})},
+    return SSE(c, "/v1/revocations/stream", headers={**lt.client_auth(client or w.feed), **kw.pop("headers", {})},
                params=kw or None)
 
 
@@ -234,7 +196,7 @@ def test_feed_needs_the_permission(w):
     assert r.status_code == 403
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "forbidden"
-    r = w.b.get("/v1/revocations/stream", headers=basic(w.plain))
+    r = w.b.get("/v1/revocations/stream", headers=lt.client_auth(w.plain))
     assert r.status_code == 403
     # "introspect" allows it too
     assert feed(w, w.intro).status_code == 200
@@ -256,8 +218,8 @@ def test_feed_shape(w):
 
 def test_logout_on_a_reaches_b_within_a_second(w):
     s = login_alice(w)
-    sid = claims(s["access_token"])["sid"]
-    exp = claims(s["access_token"])["exp"]
+    sid = lt.jwt_claims(s["access_token"])["sid"]
+    exp = lt.jwt_claims(s["access_token"])["exp"]
     since = sequence(w)
     t0 = time.monotonic()
     logout(w, s)
@@ -279,7 +241,7 @@ def test_logout_on_a_reaches_b_within_a_second(w):
     # and the same entry on A
     assert any(i["value"] == sid for i in feed(w, d=w.a, since=since).json()["items"])
     # B's introspection agrees
-    r = w.b.post("/oauth2/introspect", data={"token": s["access_token"]}, headers=basic(w.intro))
+    r = w.b.post("/oauth2/introspect", data={"token": s["access_token"]}, headers=lt.client_auth(w.intro))
     assert r.status_code == 200 and r.json() == {"active": False}
 
 
@@ -341,10 +303,10 @@ def test_bad_parameters(w, params):
 
 
 def test_bad_stream_parameters(w):
-    r = w.b.get("/v1/revocations/stream", params={"since": "x"}, headers=basic(w.feed))
+    r = w.b.get("/v1/revocations/stream", params={"since": "x"}, headers=lt.client_auth(w.feed))
     assert r.status_code == 400
     assert r.json()["code"] == "invalid_request"
-    r = w.b.get("/v1/revocations/stream", headers={**basic(w.feed), "last-event-id": "nope"})
+    r = w.b.get("/v1/revocations/stream", headers={**lt.client_auth(w.feed), "last-event-id": "nope"})
     assert r.status_code == 400
     assert r.json()["errors"][0]["field"] == "Last-Event-ID"
     r = w.b.get("/v1/revocations/stream")
@@ -365,7 +327,7 @@ def test_stream_pushes_a_logout_on_a(w, http1):
         assert st.headers["cache-control"] == "no-store"
         assert st.headers["x-content-type-options"] == "nosniff"
         s = login_alice(w)
-        sid = claims(s["access_token"])["sid"]
+        sid = lt.jwt_claims(s["access_token"])["sid"]
         t0 = time.monotonic()
         logout(w, s)
         item = None
@@ -382,8 +344,8 @@ def test_stream_sends_the_backlog_then_live_entries(w):
     since = sequence(w)
     # more than one catch-up chunk (256), so the backlog is paced by the drain callback
     n = 600
-    _sql(w.A, "SELECT latch_revoke('jti', 'bulk-' || i || '-" + uuid.uuid4().hex[:8] + "', '" + w.alpha +
-         "'::uuid, now() + interval '1 hour') FROM generate_series(1, " + str(n) + ") i")
+    lt.instance_sql(w.A, "SELECT latch_revoke('jti', 'bulk-' || i || '-" + uuid.uuid4().hex[:8] + "', '" + w.alpha +
+                    "'::uuid, now() + interval '1 hour') FROM generate_series(1, " + str(n) + ") i")
     last = wait_for(lambda: (lambda s: s if s >= since + n else 0)(sequence(w)), 2.0)
     assert last
     st = open_stream(w, since=since)
@@ -458,16 +420,13 @@ def test_graceful_stop_ends_open_streams(latchd_factory):
     # A long shutdown timeout: the stop must not wait for it because of an open stream.
     d = latchd_factory(shutdown_timeout_ms=30000, **SETTINGS)
     c = d.h2c(timeout=30.0)
-    pw = strong()
+    pw = lt.strong_password()
     d.bootstrap("gamma", "gina@gamma.test", pw)
     s = lt.login(c, "gamma", "gina@gamma.test", pw)
-    r = c.post("/v1/admin/clients", json={"name": "feed", "grant_types": ["client_credentials"], "scopes": [],
-                                          "permissions": ["revocations"]}, headers=lt.bearer(s))
-    assert r.status_code == 201, r.text
-    client = r.json()
-    assert wait_for(lambda: c.get("/v1/revocations", headers=basic(client)).status_code == 200, 5.0)
-    streams = [SSE(d.h2c(timeout=30.0), "/v1/revocations/stream", basic(client)),
-               SSE(d.http1(timeout=30.0), "/v1/revocations/stream", basic(client))]
+    client = lt.make_client(c, s, name="feed", permissions=["revocations"])
+    assert wait_for(lambda: c.get("/v1/revocations", headers=lt.client_auth(client)).status_code == 200, 5.0)
+    streams = [SSE(d.h2c(timeout=30.0), "/v1/revocations/stream", lt.client_auth(client)),
+               SSE(d.http1(timeout=30.0), "/v1/revocations/stream", lt.client_auth(client))]
     for st in streams:
         assert st.status == 200
     t0 = time.monotonic()
@@ -494,7 +453,7 @@ def test_a_reader_that_falls_behind_gets_everything_later(w):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server backs up fast
     s.connect((host, int(port)))
     since = sequence(w)
-    auth = basic(w.feed)["authorization"]
+    auth = lt.client_auth(w.feed)["authorization"]
     s.sendall(f"GET /v1/revocations/stream?since={since} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n"
               .encode())
     s.settimeout(5.0)
@@ -503,8 +462,8 @@ def test_a_reader_that_falls_behind_gets_everything_later(w):
     good = open_stream(w, since=since)
     try:
         tag = uuid.uuid4().hex[:8]
-        _sql(w.A, f"SELECT latch_revoke('jti', 'flood-{tag}-' || i, '{w.alpha}'::uuid, now() + interval '1 hour')"
-                  " FROM generate_series(1, {n}) i".replace("{n}", str(n)))
+        lt.instance_sql(w.A, f"SELECT latch_revoke('jti', 'flood-{tag}-' || i, '{w.alpha}'::uuid,"
+                             " now() + interval '1 hour') FROM generate_series(1, {n}) i".replace("{n}", str(n)))
         seqs = []
         while len(seqs) < n:
             ev = good.next(timeout=5.0)

@@ -182,30 +182,10 @@ static void test_verify_unreachable(void **state)
 /* ---- PostgreSQL fixtures ---------------------------------------------------------------- */
 
 static const char *base_url; /* LATCH_TEST_DATABASE_URL: a superuser */
-static int db_seq;
 
-typedef struct db {
-    char name[64];
-    char *owner;   /* conninfo as latch_owner */
-    char *runtime; /* conninfo as latch_app */
-} db_t;
+typedef pgtest_db_t db_t; /* owner: conninfo as latch_owner; runtime: as latch_app */
 
-#define SKIP_WITHOUT_PG()                                                                                              \
-    do {                                                                                                               \
-        if (base_url == NULL) {                                                                                        \
-            print_message("LATCH_TEST_DATABASE_URL not set: skipped\n");                                               \
-            skip();                                                                                                    \
-        }                                                                                                              \
-    } while (0)
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
+#define SKIP_WITHOUT_PG() PGTEST_SKIP_UNLESS(base_url != NULL)
 
 /* Runs `sql`, which must fail with SQLSTATE `state`. */
 static void exec_fails(PGconn *c, const char *sql, const char *state)
@@ -216,25 +196,6 @@ static void exec_fails(PGconn *c, const char *sql, const char *state)
         fail_msg("%s: expected SQLSTATE %s, got %s (%s)", sql, state, s != NULL ? s : "success",
                  PQresultErrorMessage(r));
     PQclear(r);
-}
-
-/* One value of a one-row query. The caller frees it. */
-static char *query_value(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    char *v = strdup(PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-static void assert_query(PGconn *c, const char *sql, const char *want)
-{
-    char *v = query_value(c, sql);
-    if (strcmp(v, want) != 0)
-        fail_msg("%s: got '%s', want '%s'", sql, v, want);
-    free(v);
 }
 
 /* latch_audit_append as the runtime role, with text parameters; @return the id. */
@@ -252,43 +213,13 @@ static long long append(PGconn *c, const char *tenant, const char *actor, const 
 
 static int db_setup(void **state)
 {
-    char sql[160], err[512];
-    int applied = 0;
-    if (base_url == NULL)
-        return 0;
-    db_t *d = calloc(1, sizeof(*d));
-    assert_non_null(d);
-    snprintf(d->name, sizeof(d->name), "latch_audit_%d_%d", (int)getpid(), ++db_seq);
-    PGconn *c = pgtest_connect(base_url);
-    pgtest_run_roles_sql(c);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER latch_owner", d->name);
-    exec_ok(c, sql);
-    PQfinish(c);
-    d->owner = pgtest_conninfo(base_url, "latch_owner", d->name);
-    d->runtime = pgtest_conninfo(base_url, "latch_app", d->name);
-    assert_non_null(d->owner);
-    assert_non_null(d->runtime);
-    if (lt_store_migrate(d->owner, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0)
-        fail_msg("migrate: %s", err);
-    *state = d;
+    *state = base_url != NULL ? pgtest_db_new(base_url, "audit") : NULL;
     return 0;
 }
 
 static int db_teardown(void **state)
 {
-    db_t *d = *state;
-    char sql[160];
-    if (d == NULL)
-        return 0;
-    PGconn *c = pgtest_connect(base_url);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-    exec_ok(c, sql);
-    PQfinish(c);
-    free(d->owner);
-    free(d->runtime);
-    free(d);
+    pgtest_db_free(*state, base_url);
     *state = NULL;
     return 0;
 }
@@ -327,22 +258,22 @@ static void test_sql_matches_c(void **state)
     char *v;
 
     /* latch_audit_canonical over the golden inputs gives the golden bytes. */
-    v = query_value(c, "SELECT encode(latch_audit_canonical(42, 1700000000000000,"
-                       " '7b0c9a2e-0000-4000-8000-000000000001', '" MB_ACTOR "', 'user.created', 'a,b:c', '::1', '',"
-                       " 'denied', '{\"\xe5\x90\x8d\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"x\":[1,2.50]}'), 'hex')");
+    v = pgtest_query(c, "SELECT encode(latch_audit_canonical(42, 1700000000000000,"
+                        " '7b0c9a2e-0000-4000-8000-000000000001', '" MB_ACTOR "', 'user.created', 'a,b:c', '::1', '',"
+                        " 'denied', '{\"\xe5\x90\x8d\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"x\":[1,2.50]}'), 'hex')");
     char want[2 * sizeof(multi_canonical) + 1];
     lt_hex_encode(want, multi_canonical, sizeof(multi_canonical) - 1);
     assert_string_equal(v, want);
     free(v);
-    v = query_value(c, "SELECT encode(latch_audit_canonical(1, 1700000000123456, NULL, 'alice', 'login.succeeded',"
-                       " NULL, '127.0.0.1', 'r1', 'success', '{\"a\":1}'), 'hex')");
+    v = pgtest_query(c, "SELECT encode(latch_audit_canonical(1, 1700000000123456, NULL, 'alice', 'login.succeeded',"
+                        " NULL, '127.0.0.1', 'r1', 'success', '{\"a\":1}'), 'hex')");
     char want2[2 * sizeof(golden_canonical) + 1];
     lt_hex_encode(want2, golden_canonical, sizeof(golden_canonical) - 1);
     assert_string_equal(v, want2);
     free(v);
-    v = query_value(c, "SELECT encode(sha256(decode(repeat('ff', 32), 'hex') || latch_audit_canonical(42,"
-                       " 1700000000000000, '7b0c9a2e-0000-4000-8000-000000000001', '" MB_ACTOR "', 'user.created',"
-                       " 'a,b:c', '::1', '', 'denied', '" MB_DETAILS "')), 'hex')");
+    v = pgtest_query(c, "SELECT encode(sha256(decode(repeat('ff', 32), 'hex') || latch_audit_canonical(42,"
+                        " 1700000000000000, '7b0c9a2e-0000-4000-8000-000000000001', '" MB_ACTOR "', 'user.created',"
+                        " 'a,b:c', '::1', '', 'denied', '" MB_DETAILS "')), 'hex')");
     assert_string_equal(v, multi_hash_ff);
     free(v);
 
@@ -361,17 +292,20 @@ static void test_sql_matches_c(void **state)
     assert_intact(d, 4);
 
     /* The first row links to zeros, each later one to its predecessor. */
-    assert_query(c, "SELECT encode(prev_hash, 'hex') FROM audit_log WHERE id = 1", "0000000000000000000000000000000000000000000000000000000000000000");
-    assert_query(c, "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY id) AS p FROM audit_log) x"
-                    " WHERE prev_hash <> coalesce(p, decode(repeat('00', 32), 'hex'))",
-                 "0");
+    pgtest_assert_query(c, "SELECT encode(prev_hash, 'hex') FROM audit_log WHERE id = 1",
+                        "0000000000000000000000000000000000000000000000000000000000000000");
+    pgtest_assert_query(c,
+                        "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY id) AS p FROM audit_log) x"
+                        " WHERE prev_hash <> coalesce(p, decode(repeat('00', 32), 'hex'))",
+                        "0");
     /* The stored row's own canonical form (via SQL) hashes to the stored hash. */
-    assert_query(c, "SELECT count(*) FROM audit_log WHERE hash <> sha256(prev_hash || latch_audit_canonical(id,"
-                    " (extract(epoch FROM at) * 1000000)::bigint, tenant_id, actor, event, target, ip, request_id,"
-                    " outcome, details))",
-                 "0");
+    pgtest_assert_query(c,
+                        "SELECT count(*) FROM audit_log WHERE hash <> sha256(prev_hash || latch_audit_canonical(id,"
+                        " (extract(epoch FROM at) * 1000000)::bigint, tenant_id, actor, event, target, ip, request_id,"
+                        " outcome, details))",
+                        "0");
     /* at is the transaction time, stored to the microsecond that was hashed. */
-    assert_query(c, "SELECT count(*) FROM audit_log WHERE at > now() OR at < now() - interval '1 minute'", "0");
+    pgtest_assert_query(c, "SELECT count(*) FROM audit_log WHERE at > now() OR at < now() - interval '1 minute'", "0");
 
     /* The table refuses what audit.h rules out; a refused row takes no place in the chain. */
     exec_fails(c, "SELECT latch_audit_append(NULL, NULL, 'x.y', NULL, NULL, NULL, 'maybe', NULL)", "23514");
@@ -389,17 +323,17 @@ static void test_isolation_refused(void **state)
     SKIP_WITHOUT_PG();
     db_t *d = *state;
     PGconn *c = pgtest_connect(d->runtime);
-    exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    pgtest_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
     exec_fails(c, "SELECT latch_audit_append(NULL, NULL, 'x.y', NULL, NULL, NULL, 'success', NULL)", "25000");
-    exec_ok(c, "ROLLBACK");
-    exec_ok(c, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+    pgtest_exec(c, "ROLLBACK");
+    pgtest_exec(c, "BEGIN ISOLATION LEVEL SERIALIZABLE");
     exec_fails(c, "SELECT latch_audit_append(NULL, NULL, 'x.y', NULL, NULL, NULL, 'success', NULL)", "25000");
-    exec_ok(c, "ROLLBACK");
+    pgtest_exec(c, "ROLLBACK");
     /* Several appends in one READ COMMITTED transaction chain onto each other. */
-    exec_ok(c, "BEGIN");
+    pgtest_exec(c, "BEGIN");
     assert_int_equal(append(c, NULL, NULL, "a.b", NULL, NULL, NULL, "success", NULL) > 0, 1);
     assert_int_equal(append(c, NULL, NULL, "a.c", NULL, NULL, NULL, "success", NULL) > 0, 1);
-    exec_ok(c, "COMMIT");
+    pgtest_exec(c, "COMMIT");
     assert_intact(d, 2);
     PQfinish(c);
 }
@@ -541,16 +475,18 @@ static void test_concurrent_appends(void **state)
     char want[16];
     snprintf(want, sizeof(want), "%d", NTHREADS * PER_THREAD);
     /* No fork: every prev_hash is distinct and is the hash of the row before it. */
-    assert_query(c, "SELECT count(DISTINCT prev_hash) FROM audit_log", want);
-    assert_query(c, "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY id) AS p FROM audit_log) x"
-                    " WHERE p IS NOT NULL AND prev_hash <> p",
-                 "0");
+    pgtest_assert_query(c, "SELECT count(DISTINCT prev_hash) FROM audit_log", want);
+    pgtest_assert_query(c,
+                        "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY id) AS p FROM audit_log) x"
+                        " WHERE p IS NOT NULL AND prev_hash <> p",
+                        "0");
     /* The rolled-back appends used ids: gaps exist, and the chain does not care. */
-    assert_query(c, "SELECT max(id) > count(*) FROM audit_log", "t");
+    pgtest_assert_query(c, "SELECT max(id) > count(*) FROM audit_log", "t");
     snprintf(want, sizeof(want), "%d/%d/%d", NTHREADS, PER_THREAD, PER_THREAD);
-    assert_query(c, "SELECT count(*) || '/' || min(n) || '/' || max(n) FROM (SELECT count(*) AS n FROM audit_log"
-                    " GROUP BY actor) x",
-                 want);
+    pgtest_assert_query(c,
+                        "SELECT count(*) || '/' || min(n) || '/' || max(n) FROM (SELECT count(*) AS n FROM audit_log"
+                        " GROUP BY actor) x",
+                        want);
     PQfinish(c);
 }
 
@@ -567,36 +503,36 @@ static void test_tamper(void **state)
     assert_intact(d, 6);
 
     /* A changed field: that row's hash no longer matches. */
-    exec_ok(own, "UPDATE audit_log SET event = 'login.failed' WHERE id = 3");
+    pgtest_exec(own, "UPDATE audit_log SET event = 'login.failed' WHERE id = 3");
     rep = verify_ok(d);
     assert_int_equal(rep.first_bad, 3);
     assert_non_null(strstr(rep.reason, "hash mismatch"));
-    exec_ok(own, "UPDATE audit_log SET event = 'login.succeeded' WHERE id = 3");
+    pgtest_exec(own, "UPDATE audit_log SET event = 'login.succeeded' WHERE id = 3");
     assert_intact(d, 6);
 
     /* Changed details (even only a value inside the JSON) and a changed time. */
-    exec_ok(own, "UPDATE audit_log SET details = '{\"n\": 2}' WHERE id = 4");
+    pgtest_exec(own, "UPDATE audit_log SET details = '{\"n\": 2}' WHERE id = 4");
     rep = verify_ok(d);
     assert_int_equal(rep.first_bad, 4);
-    exec_ok(own, "UPDATE audit_log SET details = '{\"n\": 1}' WHERE id = 4");
-    exec_ok(own, "UPDATE audit_log SET at = at + interval '1 microsecond' WHERE id = 2");
+    pgtest_exec(own, "UPDATE audit_log SET details = '{\"n\": 1}' WHERE id = 4");
+    pgtest_exec(own, "UPDATE audit_log SET at = at + interval '1 microsecond' WHERE id = 2");
     rep = verify_ok(d);
     assert_int_equal(rep.first_bad, 2);
-    exec_ok(own, "UPDATE audit_log SET at = at - interval '1 microsecond' WHERE id = 2");
+    pgtest_exec(own, "UPDATE audit_log SET at = at - interval '1 microsecond' WHERE id = 2");
     assert_intact(d, 6);
 
     /* A row rewritten with a correctly recomputed hash: the next row's link breaks. */
-    exec_ok(own, "UPDATE audit_log SET actor = 'mallory', hash = sha256(prev_hash || latch_audit_canonical(id,"
-                 " (extract(epoch FROM at) * 1000000)::bigint, tenant_id, 'mallory', event, target, ip, request_id,"
-                 " outcome, details)) WHERE id = 2");
+    pgtest_exec(own, "UPDATE audit_log SET actor = 'mallory', hash = sha256(prev_hash || latch_audit_canonical(id,"
+                     " (extract(epoch FROM at) * 1000000)::bigint, tenant_id, 'mallory', event, target, ip, request_id,"
+                     " outcome, details)) WHERE id = 2");
     rep = verify_ok(d);
     assert_int_equal(rep.first_bad, 3);
     assert_non_null(strstr(rep.reason, "does not link"));
 
     /* Rewriting it back the same way restores the original hash. */
-    exec_ok(own, "UPDATE audit_log SET actor = 'alice', hash = sha256(prev_hash || latch_audit_canonical(id,"
-                 " (extract(epoch FROM at) * 1000000)::bigint, tenant_id, 'alice', event, target, ip, request_id,"
-                 " outcome, details)) WHERE id = 2");
+    pgtest_exec(own, "UPDATE audit_log SET actor = 'alice', hash = sha256(prev_hash || latch_audit_canonical(id,"
+                     " (extract(epoch FROM at) * 1000000)::bigint, tenant_id, 'alice', event, target, ip, request_id,"
+                     " outcome, details)) WHERE id = 2");
     assert_intact(d, 6);
 
     /*
@@ -604,20 +540,21 @@ static void test_tamper(void **state)
      * end leaves a shorter chain that is still intact. (Compare the row count or the last
      * hash with a copy kept elsewhere to see that.)
      */
-    exec_ok(own, "DELETE FROM audit_log WHERE id = 6");
+    pgtest_exec(own, "DELETE FROM audit_log WHERE id = 6");
     assert_intact(d, 5);
 
     /* A deleted middle row: the row after it is named. */
-    exec_ok(own, "DELETE FROM audit_log WHERE id = 4");
+    pgtest_exec(own, "DELETE FROM audit_log WHERE id = 4");
     rep = verify_ok(d);
     assert_int_equal(rep.first_bad, 5);
     assert_non_null(strstr(rep.reason, "does not link"));
     assert_int_equal(rep.rows, 4); /* rows 1, 2, 3 held; 5 is the fourth row checked */
 
     /* A row inserted directly (around the function, with a made-up hash) breaks too. */
-    exec_ok(own, "DELETE FROM audit_log WHERE id > 3");
+    pgtest_exec(own, "DELETE FROM audit_log WHERE id > 3");
     assert_intact(d, 3);
-    exec_ok(rt, "INSERT INTO audit_log (id, at, event, outcome, prev_hash, hash) SELECT 100, now(), 'x.y', 'success',"
+    pgtest_exec(rt,
+                "INSERT INTO audit_log (id, at, event, outcome, prev_hash, hash) SELECT 100, now(), 'x.y', 'success',"
                 " hash, sha256(hash) FROM audit_log WHERE id = 3");
     rep = verify_ok(d);
     assert_int_equal(rep.first_bad, 100);
@@ -646,23 +583,12 @@ int main(void)
     };
     enum { NPURE = 6 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
-    const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_ERROR); /* "applied <file>" for every fresh database */
     /* Before any store exists, as lt_store_stmt_register requires. */
     if (lt_audit_statements() != 0) {
         fprintf(stderr, "lt_audit_statements failed\n");
         return 1;
     }
-    if (url == NULL || url[0] == '\0') {
-        /* cmocka's TAP "# SKIP" counts as a failure in meson: leave the cases out instead. */
-        printf("# LATCH_TEST_DATABASE_URL not set: skipping %zu PostgreSQL tests:", n - NPURE);
-        for (size_t i = NPURE; i < n; i++)
-            printf(" %s", tests[i].name);
-        printf("\n");
-        fflush(stdout);
-        n = NPURE;
-    } else {
-        base_url = url;
-    }
+    base_url = pgtest_url_or_leave_out(tests, NPURE, &n);
     return _cmocka_run_group_tests("audit", tests, n, NULL, NULL);
 }

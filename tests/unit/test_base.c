@@ -1,7 +1,8 @@
 /*
- * Unit tests for lib/base: encodings (RFC 4648 vectors), the buffer and its JSON string
- * escaping, the JSON depth scan, constant-time comparison, log levels and the log macro,
- * and lt_read_file's size limit. Temporary files live in /tmp.
+ * Unit tests for lib/base: encodings (RFC 4648 vectors, hex digits, percent decoding and its
+ * flags, strict UTF-8 counting), the buffer and its JSON string escaping, the JSON depth
+ * scan, constant-time comparison, the holder's reference handling, log levels and the log
+ * macro, and lt_read_file's size limit. Temporary files live in /tmp.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -125,6 +126,227 @@ static void test_hex(void **state)
     assert_string_equal(out, "00017f80abff");
     lt_hex_encode(out, in, 0);
     assert_string_equal(out, "");
+}
+
+static void test_hex_digit(void **state)
+{
+    (void)state;
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(lt_hex_digit(digits[i]), i);
+        assert_int_equal(lt_hex_digit((char)(digits[i] >= 'a' ? digits[i] - 'a' + 'A' : digits[i])), i);
+    }
+    /* The neighbours of each range, and bytes above 0x7f (negative as a signed char). */
+    static const char bad[] = {'/', ':', '@', 'G', '`', 'g', ' ', '\0', '%', '+', (char)0x80, (char)0xff};
+    for (size_t i = 0; i < sizeof(bad); i++)
+        assert_int_equal(lt_hex_digit(bad[i]), -1);
+}
+
+/* ---- percent decoding ---------------------------------------------------------------- */
+
+static void test_pct_decode_escapes(void **state)
+{
+    (void)state;
+    char out[32];
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "", 0, 0), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "plain", 5, 0), 5);
+    assert_string_equal(out, "plain");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a%20b%41%6a%6A", 14, 0), 6);
+    assert_string_equal(out, "a bAjj");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "%C3%A9", 6, 0), 2); /* bytes, not characters */
+    assert_string_equal(out, "\xc3\xa9");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "%25%2541", 8, 0), 4); /* decoded once only */
+    assert_string_equal(out, "%%41");
+    /* Only `n` bytes are read: the escape cut by it is incomplete. */
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "ab%41", 4, 0), LT_EINVAL);
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "ab%41", 2, 0), 2);
+    assert_string_equal(out, "ab");
+}
+
+static void test_pct_decode_rejects(void **state)
+{
+    (void)state;
+    char out[32];
+    static const char *const bad[] = {"%", "%2", "a%", "%zz", "%2g", "%g2", "% 20", "%+20", "%-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(lt_pct_decode(out, sizeof(out), bad[i], strlen(bad[i]), 0), LT_EINVAL);
+        assert_int_equal(lt_pct_decode(out, sizeof(out), bad[i], strlen(bad[i]), LT_PCT_PLUS | LT_PCT_NO_SLASH),
+                         LT_EINVAL);
+    }
+    /* A NUL, escaped or raw, whatever the flags: the result is a C string. */
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a%00", 4, 0), LT_EINVAL);
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a\0b", 3, 0), LT_EINVAL);
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a\0b", 3, LT_PCT_PLUS), LT_EINVAL);
+}
+
+static void test_pct_decode_flags(void **state)
+{
+    (void)state;
+    char out[32];
+    /* '+': literal by default, a space under LT_PCT_PLUS; an escaped '+' is always '+'. */
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a+b%2B", 6, 0), 4);
+    assert_string_equal(out, "a+b+");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a+b%2B", 6, LT_PCT_PLUS), 4);
+    assert_string_equal(out, "a b+");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "+%20+", 5, LT_PCT_PLUS), 3);
+    assert_string_equal(out, "   ");
+    /* '/': an escaped one is refused only under LT_PCT_NO_SLASH; a raw one always passes. */
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a%2Fb", 5, 0), 3);
+    assert_string_equal(out, "a/b");
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a%2fb", 5, LT_PCT_NO_SLASH), LT_EINVAL);
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a%2Fb", 5, LT_PCT_NO_SLASH | LT_PCT_PLUS), LT_EINVAL);
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "a/b", 3, LT_PCT_NO_SLASH), 3);
+    assert_string_equal(out, "a/b");
+}
+
+static void test_pct_decode_room(void **state)
+{
+    (void)state;
+    char out[8];
+    /* Exactly length + 1 bytes are needed, the NUL included. */
+    assert_int_equal(lt_pct_decode(out, 4, "abc", 3, 0), 3);
+    assert_string_equal(out, "abc");
+    assert_int_equal(lt_pct_decode(out, 3, "abc", 3, 0), LT_ERANGE);
+    assert_int_equal(lt_pct_decode(out, 4, "%61%62%63", 9, 0), 3); /* room is for the output */
+    assert_string_equal(out, "abc");
+    assert_int_equal(lt_pct_decode(out, 1, "", 0, 0), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(lt_pct_decode(out, 0, "", 0, 0), LT_ERANGE);
+    assert_int_equal(lt_pct_decode(NULL, 0, "a", 1, 0), LT_ERANGE); /* writes nothing */
+    /* Errors come in input order: room runs out before the bad escape is reached. */
+    assert_int_equal(lt_pct_decode(out, 2, "ab%zz", 5, 0), LT_ERANGE);
+    assert_int_equal(lt_pct_decode(out, sizeof(out), "ab%zz", 5, 0), LT_EINVAL);
+}
+
+/* ---- UTF-8 -------------------------------------------------------------------------- */
+
+static void test_utf8_count_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        long count;
+    } ok[] = {
+        {"", 0},
+        {"ascii", 5},
+        {"\x7f", 1},
+        {"\xc2\x80", 1},                 /* U+0080, the smallest two-byte form */
+        {"\xdf\xbf", 1},                 /* U+07FF */
+        {"\xe0\xa0\x80", 1},             /* U+0800, the smallest three-byte form */
+        {"\xed\x9f\xbf", 1},             /* U+D7FF, just below the surrogates */
+        {"\xee\x80\x80", 1},             /* U+E000, just above them */
+        {"\xef\xbf\xbf", 1},             /* U+FFFF */
+        {"\xf0\x90\x80\x80", 1},         /* U+10000, the smallest four-byte form */
+        {"\xf4\x8f\xbf\xbf", 1},         /* U+10FFFF, the last code point */
+        {"caf\xc3\xa9 \xe2\x82\xac", 6}, /* "café €" */
+        {"\xf0\x9f\x8c\xb8\xf0\x9f\x8d\x80", 2},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        assert_int_equal(lt_utf8_count(ok[i].s, strlen(ok[i].s)), ok[i].count);
+    /* NUL is a code point like any other here (callers refuse it if they must). */
+    assert_int_equal(lt_utf8_count("a\0b", 3), 3);
+    /* Only `n` bytes are read. */
+    assert_int_equal(lt_utf8_count("ab\xff", 2), 2);
+    assert_int_equal(lt_utf8_count(NULL, 0), 0);
+}
+
+static void test_utf8_count_invalid(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "\x80",             /* a continuation byte without a lead */
+        "a\xbf",            /* the same after ASCII */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xc1\xbf",         /* overlong U+007F */
+        "\xe0\x80\xaf",     /* overlong '/' in three bytes */
+        "\xe0\x9f\xbf",     /* overlong U+07FF */
+        "\xf0\x8f\xbf\xbf", /* overlong U+FFFF */
+        "\xed\xa0\x80",     /* U+D800, a surrogate */
+        "\xed\xbf\xbf",     /* U+DFFF */
+        "\xf4\x90\x80\x80", /* U+110000 */
+        "\xf5\x80\x80\x80", /* a lead byte beyond U+10FFFF */
+        "\xf8\x88\x80\x80\x80", /* five-byte forms are gone */
+        "\xfe",
+        "\xff",
+        "\xc3",             /* truncated at the end */
+        "\xe2\x82",
+        "\xf0\x9f\x8c",
+        "\xc3(",            /* a lead followed by a non-continuation */
+        "\xe2\x28\xa1",
+        "\xe2\x82\x28",
+        "\xf0\x9f\x8c\x28",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(lt_utf8_count(bad[i], strlen(bad[i])), -1);
+    /* A valid sequence cut by `n` is truncated too. */
+    assert_int_equal(lt_utf8_count("\xe2\x82\xac", 2), -1);
+}
+
+/* ---- holder ------------------------------------------------------------------------- */
+
+/* A counted object; `freed` records the last release so the test can see when it happened. */
+typedef struct counted {
+    int refs;
+    int *freed;
+} counted_t;
+
+static void *counted_ref(void *p)
+{
+    counted_t *c = p;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+static void counted_unref(void *p)
+{
+    counted_t *c = p;
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        (*c->freed)++;
+        free(c);
+    }
+}
+
+static counted_t *counted_new(int *freed)
+{
+    counted_t *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    c->refs = 1;
+    c->freed = freed;
+    return c;
+}
+
+static void test_holder(void **state)
+{
+    (void)state;
+    int freed = 0;
+    lt_holder_t h;
+    assert_int_equal(lt_holder_init(&h, counted_ref, counted_unref), 0);
+    assert_null(lt_holder_get(&h)); /* empty until set */
+
+    counted_t *a = counted_new(&freed);
+    lt_holder_set(&h, a); /* takes our reference */
+    counted_t *got = lt_holder_get(&h);
+    assert_ptr_equal(got, a);
+    assert_int_equal(a->refs, 2);
+
+    lt_holder_set(&h, counted_new(&freed)); /* drops the holder's reference to a; ours keeps it */
+    assert_int_equal(freed, 0);
+    assert_int_equal(a->refs, 1);
+    counted_unref(got);
+    assert_int_equal(freed, 1);
+
+    lt_holder_set(&h, NULL); /* empties it, releasing the second object */
+    assert_int_equal(freed, 2);
+    assert_null(lt_holder_get(&h));
+
+    lt_holder_set(&h, counted_new(&freed));
+    lt_holder_dispose(&h); /* releases what it holds */
+    assert_int_equal(freed, 3);
+    assert_null(h.lock);
+    lt_holder_dispose(&h); /* idempotent */
+    lt_holder_dispose(NULL);
+    assert_int_equal(freed, 3);
 }
 
 static void test_ct_eq(void **state)
@@ -412,6 +634,14 @@ int main(void)
         cmocka_unit_test(test_b64url_rejects_noncanonical_bits),
         cmocka_unit_test(test_b64url_erange_when_cap_small),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_hex_digit),
+        cmocka_unit_test(test_pct_decode_escapes),
+        cmocka_unit_test(test_pct_decode_rejects),
+        cmocka_unit_test(test_pct_decode_flags),
+        cmocka_unit_test(test_pct_decode_room),
+        cmocka_unit_test(test_utf8_count_valid),
+        cmocka_unit_test(test_utf8_count_invalid),
+        cmocka_unit_test(test_holder),
         cmocka_unit_test(test_ct_eq),
         cmocka_unit_test(test_wipe_and_random),
         cmocka_unit_test(test_strerror_and_clocks),

@@ -361,42 +361,14 @@ static void test_statements(void **state)
 /* ---- PostgreSQL ---------------------------------------------------------------------------- */
 
 static const char *base_url;
-static int db_seq;
 
-typedef struct db {
-    char name[64];
-    char *owner, *runtime;
-} db_t;
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
+typedef pgtest_db_t db_t;
 
 static int db_setup(void **state)
 {
-    char sql[160], err[512];
-    int applied = 0;
-    db_t *d = calloc(1, sizeof(*d));
-    assert_non_null(d);
-    snprintf(d->name, sizeof(d->name), "latch_clients_%d_%d", (int)getpid(), ++db_seq);
-    PGconn *c = pgtest_connect(base_url);
-    pgtest_run_roles_sql(c);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER latch_owner", d->name);
-    exec_ok(c, sql);
-    PQfinish(c);
-    d->owner = pgtest_conninfo(base_url, "latch_owner", d->name);
-    d->runtime = pgtest_conninfo(base_url, "latch_app", d->name);
-    if (lt_store_migrate(d->owner, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0)
-        fail_msg("migrate: %s", err);
-    c = pgtest_connect(d->runtime);
-    exec_ok(c, "INSERT INTO tenants (name) VALUES ('alpha'), ('beta')");
+    db_t *d = pgtest_db_new(base_url, "clients");
+    PGconn *c = pgtest_connect(d->runtime);
+    pgtest_exec(c, "INSERT INTO tenants (name) VALUES ('alpha'), ('beta')");
     PQfinish(c);
     *state = d;
     return 0;
@@ -404,17 +376,7 @@ static int db_setup(void **state)
 
 static int db_teardown(void **state)
 {
-    db_t *d = *state;
-    char sql[160];
-    if (d == NULL)
-        return 0;
-    PGconn *c = pgtest_connect(base_url);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-    exec_ok(c, sql);
-    PQfinish(c);
-    free(d->owner);
-    free(d->runtime);
-    free(d);
+    pgtest_db_free(*state, base_url);
     *state = NULL;
     return 0;
 }
@@ -551,15 +513,7 @@ int main(void)
     };
     enum { NPURE = 9 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
-    const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_ERROR);
-    if (url == NULL || url[0] == '\0') {
-        /* cmocka's TAP "# SKIP" counts as a failure in meson: leave the cases out instead. */
-        printf("# LATCH_TEST_DATABASE_URL not set: skipping %zu PostgreSQL tests\n", n - NPURE);
-        fflush(stdout);
-        n = NPURE;
-    } else {
-        base_url = url;
-    }
+    base_url = pgtest_url_or_leave_out(tests, NPURE, &n);
     return _cmocka_run_group_tests("clients", tests, n, NULL, NULL);
 }

@@ -179,22 +179,11 @@ static void test_successor_seal_round_trip(void **state)
 /* ---- PostgreSQL fixtures ------------------------------------------------------------------ */
 
 static const char *base_url; /* LATCH_TEST_DATABASE_URL: a superuser */
-static int db_seq;
 
 typedef struct db {
-    char name[64];
-    char *owner, *runtime;
+    pgtest_db_t *pg;
     char tenant[40], other_tenant[40], user[40];
 } db_t;
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
 
 /* One value of a one-row query with text parameters, copied into `out`. */
 static void query1(PGconn *c, char *out, size_t cap, const char *sql, int n, const char *const *p)
@@ -216,23 +205,11 @@ static void assert_q(PGconn *c, const char *want, const char *sql, int n, const 
 
 static int db_setup(void **state)
 {
-    char sql[200], err[512];
-    int applied = 0;
+    char role[40];
     db_t *d = calloc(1, sizeof(*d));
     assert_non_null(d);
-    snprintf(d->name, sizeof(d->name), "latch_rt_%d_%d", (int)getpid(), ++db_seq);
-    PGconn *c = pgtest_connect(base_url);
-    pgtest_run_roles_sql(c);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER latch_owner", d->name);
-    exec_ok(c, sql);
-    PQfinish(c);
-    d->owner = pgtest_conninfo(base_url, "latch_owner", d->name);
-    d->runtime = pgtest_conninfo(base_url, "latch_app", d->name);
-    if (lt_store_migrate(d->owner, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0)
-        fail_msg("migrate: %s", err);
-    c = pgtest_connect(d->owner);
+    d->pg = pgtest_db_new(base_url, "rt");
+    PGconn *c = pgtest_connect(d->pg->owner);
     query1(c, d->tenant, sizeof(d->tenant), "INSERT INTO tenants (name) VALUES ('acme') RETURNING id", 0, NULL);
     query1(c, d->other_tenant, sizeof(d->other_tenant), "INSERT INTO tenants (name) VALUES ('other') RETURNING id",
            0, NULL);
@@ -242,8 +219,8 @@ static int db_setup(void **state)
            " 'active') RETURNING id",
            1, p);
     const char *p2[] = {d->tenant, d->user};
-    query1(c, sql, sizeof(sql), "INSERT INTO user_roles (tenant_id, user_id, role) VALUES ($1, $2, 'admin') RETURNING role",
-           2, p2);
+    query1(c, role, sizeof(role),
+           "INSERT INTO user_roles (tenant_id, user_id, role) VALUES ($1, $2, 'admin') RETURNING role", 2, p2);
     PQfinish(c);
     *state = d;
     return 0;
@@ -252,15 +229,9 @@ static int db_setup(void **state)
 static int db_teardown(void **state)
 {
     db_t *d = *state;
-    char sql[160];
     if (d == NULL)
         return 0;
-    PGconn *c = pgtest_connect(base_url);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-    exec_ok(c, sql);
-    PQfinish(c);
-    free(d->owner);
-    free(d->runtime);
+    pgtest_db_free(d->pg, base_url);
     free(d);
     *state = NULL;
     return 0;
@@ -370,7 +341,7 @@ static void test_rotate_then_repeat_within_grace(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40];
     login(c, d, &rt0, sid);
@@ -429,19 +400,19 @@ static void test_reuse_after_grace_ends_the_session(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40];
     login(c, d, &rt0, sid);
     outcome_t a = present_ok(c, &rt0, 10, NULL);
     assert_int_equal(a.status, LT_AUTH_REFRESH_OK);
     const char *ph[] = {rt0.hash};
-    exec_ok(c, "BEGIN");
+    pgtest_exec(c, "BEGIN");
     PGresult *r = PQexecParams(c, "UPDATE refresh_tokens SET used_at = used_at - interval '11 seconds'"
                                   " WHERE token_hash = decode($1, 'hex')", 1, NULL, ph, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    exec_ok(c, "COMMIT");
+    pgtest_exec(c, "COMMIT");
 
     outcome_t b = present_ok(c, &rt0, 10, NULL);
     assert_int_equal(b.status, LT_AUTH_REFRESH_REUSE);
@@ -459,7 +430,7 @@ static void test_older_ancestor_is_reuse(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40];
     login(c, d, &rt0, sid);
@@ -477,7 +448,7 @@ static void test_grace_zero_is_reuse_at_once(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40];
     login(c, d, &rt0, sid);
@@ -491,7 +462,7 @@ static void test_wrong_tenant_and_invalid_do_not_consume(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0, unknown;
     char sid[40];
     login(c, d, &rt0, sid);
@@ -506,16 +477,16 @@ static void test_wrong_tenant_and_invalid_do_not_consume(void **state)
     assert_int_equal(present_ok(c, &unknown, 10, NULL).status, LT_AUTH_REFRESH_INVALID);
 
     /* expired: refused and left alone */
-    exec_ok(c, "UPDATE refresh_tokens SET expires_at = now() - interval '1 second'");
+    pgtest_exec(c, "UPDATE refresh_tokens SET expires_at = now() - interval '1 second'");
     assert_int_equal(present_ok(c, &rt0, 10, NULL).status, LT_AUTH_REFRESH_INVALID);
-    exec_ok(c, "UPDATE refresh_tokens SET expires_at = now() + interval '1 hour'");
+    pgtest_exec(c, "UPDATE refresh_tokens SET expires_at = now() + interval '1 hour'");
     /* a user no longer active, then a session past its idle expiry */
-    exec_ok(c, "UPDATE users SET status = 'disabled'");
+    pgtest_exec(c, "UPDATE users SET status = 'disabled'");
     assert_int_equal(present_ok(c, &rt0, 10, NULL).status, LT_AUTH_REFRESH_INVALID);
-    exec_ok(c, "UPDATE users SET status = 'active'");
-    exec_ok(c, "UPDATE sessions SET idle_expires_at = now() - interval '1 second'");
+    pgtest_exec(c, "UPDATE users SET status = 'active'");
+    pgtest_exec(c, "UPDATE sessions SET idle_expires_at = now() - interval '1 second'");
     assert_int_equal(present_ok(c, &rt0, 10, NULL).status, LT_AUTH_REFRESH_INVALID);
-    exec_ok(c, "UPDATE sessions SET idle_expires_at = now() + interval '1 hour'");
+    pgtest_exec(c, "UPDATE sessions SET idle_expires_at = now() + interval '1 hour'");
     assert_q(c, "0", "SELECT count(*) FROM refresh_tokens WHERE used_at IS NOT NULL", 0, NULL);
     assert_q(c, "0", "SELECT count(*) FROM audit_log WHERE event = 'refresh_token.reuse_detected'", 0, NULL);
 
@@ -532,7 +503,7 @@ static void test_introspect_and_revoke(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40], want[512], v[512];
     login(c, d, &rt0, sid);
@@ -580,16 +551,17 @@ static void test_maintain_clears_after_the_window(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40], err[256];
     login(c, d, &rt0, sid);
     assert_int_equal(present_ok(c, &rt0, 10, NULL).status, LT_AUTH_REFRESH_OK);
-    exec_ok(c, "INSERT INTO revocations (kind, value, expires_at) VALUES ('jti', 'old', now() - interval '1 hour')");
+    pgtest_exec(c,
+                "INSERT INTO revocations (kind, value, expires_at) VALUES ('jti', 'old', now() - interval '1 hour')");
     assert_int_equal(lt_auth_maintain(c, 10, err, sizeof(err)), 0);
     assert_q(c, "1", "SELECT count(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL", 0, NULL);
     assert_q(c, "0", "SELECT count(*) FROM revocations", 0, NULL);
-    exec_ok(c, "UPDATE refresh_tokens SET used_at = used_at - interval '11 seconds' WHERE used_at IS NOT NULL");
+    pgtest_exec(c, "UPDATE refresh_tokens SET used_at = used_at - interval '11 seconds' WHERE used_at IS NOT NULL");
     assert_int_equal(lt_auth_maintain(c, 10, err, sizeof(err)), 0);
     assert_q(c, "0", "SELECT count(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL", 0, NULL);
     PQfinish(c);
@@ -617,7 +589,7 @@ typedef struct racer {
 static void *race(void *arg)
 {
     racer_t *x = arg;
-    PGconn *c = PQconnectdb(x->d->runtime);
+    PGconn *c = PQconnectdb(x->d->pg->runtime);
     if (PQstatus(c) != CONNECTION_OK) {
         snprintf(x->o.err, sizeof(x->o.err), "connect: %s", PQerrorMessage(c));
         x->failed = 1;
@@ -651,7 +623,7 @@ static void test_concurrent_presentations_one_family_line(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40];
     login(c, d, &rt0, sid);
@@ -692,7 +664,7 @@ static void test_concurrent_presentations_grace_zero(void **state)
 {
     SKIP_WITHOUT_PG();
     db_t *d = *state;
-    PGconn *c = pgtest_connect(d->runtime);
+    PGconn *c = pgtest_connect(d->pg->runtime);
     rt_t rt0;
     char sid[40];
     login(c, d, &rt0, sid);
@@ -733,15 +705,7 @@ int main(void)
     };
     enum { NPURE = 7 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
-    const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_ERROR); /* "applied <file>" for every fresh database */
-    if (url == NULL || url[0] == '\0') {
-        /* cmocka's TAP "# SKIP" counts as a failure in meson: leave the cases out instead. */
-        printf("# LATCH_TEST_DATABASE_URL not set: skipping %zu PostgreSQL tests\n", n - NPURE);
-        fflush(stdout);
-        n = NPURE;
-    } else {
-        base_url = url;
-    }
+    base_url = pgtest_url_or_leave_out(tests, NPURE, &n);
     return _cmocka_run_group_tests("identity_auth", tests, n, NULL, NULL);
 }

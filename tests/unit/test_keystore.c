@@ -22,59 +22,9 @@
 #include "store/store.h"
 #include "token/token.h"
 
-static const char *base_url;
-static char dbname[64];
-static char *db_conninfo;
+static const char *base_url; /* LATCH_TEST_DATABASE_URL; NULL: no PostgreSQL */
+static pgtest_db_t db;       /* the program's database, owned by that superuser */
 static lt_seal_key_t mk;
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%.80s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
-/* One value of a one-row query, copied. */
-static char *query_one(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    char *v = strdup(PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-static void assert_query(PGconn *c, const char *sql, const char *want)
-{
-    char *v = query_one(c, sql);
-    if (strcmp(v, want) != 0)
-        fail_msg("%s: got '%s', want '%s'", sql, v, want);
-    free(v);
-}
-
-static void drop_db(void)
-{
-    char sql[160];
-    PGconn *c = pgtest_connect(base_url);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-    exec_ok(c, sql);
-    PQfinish(c);
-}
-
-static void create_db(void)
-{
-    char sql[128];
-    PGconn *c = pgtest_connect(base_url);
-    pgtest_run_roles_sql(c);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-    exec_ok(c, sql);
-    PQfinish(c);
-}
 
 static int group_setup(void **state)
 {
@@ -82,49 +32,28 @@ static int group_setup(void **state)
     mk.version = 3;
     for (int i = 0; i < 32; i++)
         mk.key[i] = (uint8_t)(0x40 + i);
-    base_url = getenv("LATCH_TEST_DATABASE_URL");
-    if (base_url == NULL || base_url[0] == '\0')
-        return 0;
-    char err[512];
-    snprintf(dbname, sizeof(dbname), "latch_unit_keystore_%d", (int)getpid());
-    create_db();
-    db_conninfo = pgtest_conninfo(base_url, NULL, dbname);
-    int applied = 0;
-    if (lt_store_migrate(db_conninfo, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0) {
-        fprintf(stderr, "migrate: %s\n", err);
-        return -1;
-    }
+    base_url = pgtest_group_open(&db, "keystore");
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (db_conninfo != NULL) {
-        drop_db();
-        free(db_conninfo);
-        db_conninfo = NULL;
-    }
+    pgtest_db_close(&db, base_url);
     return 0;
 }
 
-#define SKIP_WITHOUT_PG()                                                                                              \
-    do {                                                                                                               \
-        if (db_conninfo == NULL) {                                                                                     \
-            print_message("LATCH_TEST_DATABASE_URL not set: skipped\n");                                               \
-            skip();                                                                                                    \
-        }                                                                                                              \
-    } while (0)
+#define SKIP_WITHOUT_PG() PGTEST_SKIP_UNLESS(db.owner != NULL)
 
 static lt_token_keystore_opts_t opts(void)
 {
-    return (lt_token_keystore_opts_t){db_conninfo, &mk, 1, LT_ALG_ES256, 60};
+    return (lt_token_keystore_opts_t){db.owner, &mk, 1, LT_ALG_ES256, 60};
 }
 
 /* A clean table with one current key (created by load). */
 static void fresh(PGconn *c, char kid[LT_KID_MAX + 1])
 {
-    exec_ok(c, "DELETE FROM signing_keys");
+    pgtest_exec(c, "DELETE FROM signing_keys");
     lt_token_keystore_opts_t o = opts();
     lt_keyring_t *kr = NULL;
     char err[256];
@@ -178,32 +107,32 @@ static void test_rotate_and_promote(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    PGconn *c = pgtest_connect(db_conninfo);
-    PGconn *l = pgtest_connect(db_conninfo);
-    exec_ok(l, "LISTEN latch_keys");
+    PGconn *c = pgtest_connect(db.owner);
+    PGconn *l = pgtest_connect(db.owner);
+    pgtest_exec(l, "LISTEN latch_keys");
     char old[LT_KID_MAX + 1], kid[LT_KID_MAX + 1], err[256], sql[512];
     fresh(c, old);
-    assert_query(c, "SELECT status FROM signing_keys", "current");
+    pgtest_assert_query(c, "SELECT status FROM signing_keys", "current");
     (void)notified(l, 0);
 
     /* Rotate: a next key, published (in the ring, verifying) but not signing. */
     lt_token_keystore_opts_t o = opts();
     int64_t at = 0;
-    char *now = query_one(c, "SELECT floor(extract(epoch FROM now()))::bigint");
+    char *now = pgtest_query(c, "SELECT floor(extract(epoch FROM now()))::bigint");
     assert_int_equal(lt_token_keys_rotate(&o, 30, "tester", kid, &at, err, sizeof(err)), 0);
     assert_true(at >= atoll(now) + 29 && at <= atoll(now) + 32);
     free(now);
     assert_string_not_equal(kid, old);
     assert_int_equal(notified(l, 1), 1);
     snprintf(sql, sizeof(sql), "SELECT status || '|' || alg FROM signing_keys WHERE kid = '%s'", kid);
-    assert_query(c, sql, "next|ES256");
+    pgtest_assert_query(c, sql, "next|ES256");
     snprintf(sql, sizeof(sql),
              "SELECT concat_ws('|', actor, target, outcome, details->>'state', details->>'alg',"
              " (details->>'activates_at') IS NOT NULL) FROM audit_log WHERE event = 'key.created'"
              " ORDER BY id DESC LIMIT 1");
     char want[160];
     snprintf(want, sizeof(want), "tester|%s|success|next|ES256|t", kid);
-    assert_query(c, sql, want);
+    pgtest_assert_query(c, sql, want);
 
     lt_keyring_t *kr = load_ok();
     assert_string_equal(lt_key_kid(lt_keyring_active(kr)), old);
@@ -218,7 +147,7 @@ static void test_rotate_and_promote(void **state)
     /* A second rotation while one is pending: refused, nothing stored. */
     char other[LT_KID_MAX + 1] = "";
     assert_int_equal(lt_token_keys_rotate(&o, 30, "tester", other, NULL, err, sizeof(err)), LT_EEXIST);
-    assert_query(c, "SELECT count(*) FROM signing_keys", "2");
+    pgtest_assert_query(c, "SELECT count(*) FROM signing_keys", "2");
     assert_int_equal(notified(l, 0), 0);
 
     /* Not due yet: maintenance changes nothing. */
@@ -230,13 +159,13 @@ static void test_rotate_and_promote(void **state)
     /* Due: the next key signs, the old one verifies as previous. */
     snprintf(sql, sizeof(sql), "UPDATE signing_keys SET activates_at = now() - interval '1 second' WHERE kid = '%s'",
              kid);
-    exec_ok(c, sql);
+    pgtest_exec(c, sql);
     assert_int_equal(lt_token_keys_maintain(c, &o, 0, 30, &changed, err, sizeof(err)), 0);
     assert_int_equal(changed, 1);
     assert_int_equal(notified(l, 1), 1);
     snprintf(sql, sizeof(sql), "SELECT status || '|' || (retired_at IS NOT NULL) FROM signing_keys WHERE kid = '%s'",
              old);
-    assert_query(c, sql, "previous|true");
+    pgtest_assert_query(c, sql, "previous|true");
     kr = load_ok();
     assert_string_equal(lt_key_kid(lt_keyring_active(kr)), kid);
     assert_int_equal(state_of(kr, old), LT_KEY_PREVIOUS);
@@ -245,7 +174,7 @@ static void test_rotate_and_promote(void **state)
              "SELECT concat_ws('|', actor, target, details->>'previous') FROM audit_log WHERE event = 'key.activated'"
              " ORDER BY id DESC LIMIT 1");
     snprintf(want, sizeof(want), "system|%s|%s", kid, old);
-    assert_query(c, sql, want);
+    pgtest_assert_query(c, sql, want);
 
     /* Again: nothing to do. */
     assert_int_equal(lt_token_keys_maintain(c, &o, 0, 30, &changed, err, sizeof(err)), 0);
@@ -255,7 +184,7 @@ static void test_rotate_and_promote(void **state)
      * leaves the ring, and the audit says so. */
     snprintf(sql, sizeof(sql), "UPDATE signing_keys SET retired_at = now() - interval '61 seconds' WHERE kid = '%s'",
              old);
-    exec_ok(c, sql);
+    pgtest_exec(c, sql);
     /* Even before maintenance runs, a load no longer publishes it. */
     kr = load_ok();
     assert_int_equal(state_of(kr, old), -1);
@@ -264,13 +193,13 @@ static void test_rotate_and_promote(void **state)
     assert_int_equal(changed, 1);
     assert_int_equal(notified(l, 1), 1);
     snprintf(sql, sizeof(sql), "SELECT status FROM signing_keys WHERE kid = '%s'", old);
-    assert_query(c, sql, "retired");
+    pgtest_assert_query(c, sql, "retired");
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_log WHERE event = 'key.retired' AND target = '%s'", old);
-    assert_query(c, sql, "1");
+    pgtest_assert_query(c, sql, "1");
 
     /* The list: current first, then retired; no private material. */
     char *list = NULL;
-    assert_int_equal(lt_token_keys_list(db_conninfo, 100, &list, err, sizeof(err)), 0);
+    assert_int_equal(lt_token_keys_list(db.owner, 100, &list, err, sizeof(err)), 0);
     json_t *doc = json_loads(list, 0, NULL);
     assert_non_null(doc);
     json_t *items = json_object_get(doc, "items");
@@ -295,34 +224,36 @@ static void test_rotation_due(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    PGconn *c = pgtest_connect(db_conninfo);
+    PGconn *c = pgtest_connect(db.owner);
     char cur[LT_KID_MAX + 1], err[256];
     fresh(c, cur);
     lt_token_keystore_opts_t o = opts();
     o.alg = LT_ALG_EDDSA;
-    assert_query(c, "SELECT latch_keys_rotation_due(0, 0)", "f");
-    assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "f");
+    pgtest_assert_query(c, "SELECT latch_keys_rotation_due(0, 0)", "f");
+    pgtest_assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "f");
     /* Current for 9 s of a 10 s interval with 2 s prepublish: due (8 s). */
-    exec_ok(c, "UPDATE signing_keys SET created_at = now() - interval '9 seconds'");
-    assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "t");
-    assert_query(c, "SELECT latch_keys_rotation_due(0, 2)", "f"); /* rotation off */
+    pgtest_exec(c, "UPDATE signing_keys SET created_at = now() - interval '9 seconds'");
+    pgtest_assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "t");
+    pgtest_assert_query(c, "SELECT latch_keys_rotation_due(0, 2)", "f"); /* rotation off */
     /* An activated key counts from its activation, not its creation. */
-    exec_ok(c, "UPDATE signing_keys SET activates_at = now() - interval '1 second'");
-    assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "f");
-    exec_ok(c, "UPDATE signing_keys SET activates_at = now() - interval '8 seconds'");
+    pgtest_exec(c, "UPDATE signing_keys SET activates_at = now() - interval '1 second'");
+    pgtest_assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "f");
+    pgtest_exec(c, "UPDATE signing_keys SET activates_at = now() - interval '8 seconds'");
 
     /* Maintenance adds the next key (actor system), once. */
     int changed = 0;
     assert_int_equal(lt_token_keys_maintain(c, &o, 10, 2, &changed, err, sizeof(err)), 0);
     assert_int_equal(changed, 1);
-    assert_query(c, "SELECT status || '|' || alg || '|' || (activates_at > now() + interval '1 second')"
-                    " FROM signing_keys WHERE status = 'next'",
-                 "next|EdDSA|true");
-    assert_query(c, "SELECT actor FROM audit_log WHERE event = 'key.created' ORDER BY id DESC LIMIT 1", "system");
-    assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "f"); /* one is pending */
+    pgtest_assert_query(c,
+                        "SELECT status || '|' || alg || '|' || (activates_at > now() + interval '1 second')"
+                        " FROM signing_keys WHERE status = 'next'",
+                        "next|EdDSA|true");
+    pgtest_assert_query(c, "SELECT actor FROM audit_log WHERE event = 'key.created' ORDER BY id DESC LIMIT 1",
+                        "system");
+    pgtest_assert_query(c, "SELECT latch_keys_rotation_due(10, 2)", "f"); /* one is pending */
     assert_int_equal(lt_token_keys_maintain(c, &o, 10, 2, &changed, err, sizeof(err)), 0);
     assert_int_equal(changed, 0);
-    assert_query(c, "SELECT count(*) FROM signing_keys", "2");
+    pgtest_assert_query(c, "SELECT count(*) FROM signing_keys", "2");
     PQfinish(c);
 }
 
@@ -346,15 +277,15 @@ static void test_maintain_race(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    PGconn *c = pgtest_connect(db_conninfo);
+    PGconn *c = pgtest_connect(db.owner);
     char cur[LT_KID_MAX + 1], kid[LT_KID_MAX + 1], err[256];
     fresh(c, cur);
     lt_token_keystore_opts_t o = opts();
     assert_int_equal(lt_token_keys_rotate(&o, 0, "tester", kid, NULL, err, sizeof(err)), 0);
     /* Due now (prepublish 0); and the new current will be due for rotation at once too, since
      * its interval is measured from activates_at = now: pretend it started 9 s ago. */
-    exec_ok(c, "UPDATE signing_keys SET activates_at = now() - interval '9 seconds' WHERE status = 'next'");
-    char *before = query_one(c, "SELECT coalesce(max(id), 0) FROM audit_log");
+    pgtest_exec(c, "UPDATE signing_keys SET activates_at = now() - interval '9 seconds' WHERE status = 'next'");
+    char *before = pgtest_query(c, "SELECT coalesce(max(id), 0) FROM audit_log");
     enum { N = 6 };
     maint_job_t jobs[N];
     pthread_t th[N];
@@ -373,16 +304,16 @@ static void test_maintain_race(void **state)
     assert_true(changes >= 1);
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT status FROM signing_keys WHERE kid = '%s'", kid);
-    assert_query(c, sql, "current");
+    pgtest_assert_query(c, sql, "current");
     snprintf(sql, sizeof(sql), "SELECT status FROM signing_keys WHERE kid = '%s'", cur);
-    assert_query(c, sql, "previous");
-    assert_query(c, "SELECT count(*) FROM signing_keys WHERE status = 'next'", "1");
-    assert_query(c, "SELECT count(*) FROM signing_keys WHERE status = 'current'", "1");
+    pgtest_assert_query(c, sql, "previous");
+    pgtest_assert_query(c, "SELECT count(*) FROM signing_keys WHERE status = 'next'", "1");
+    pgtest_assert_query(c, "SELECT count(*) FROM signing_keys WHERE status = 'current'", "1");
     /* Exactly one key.activated and one key.created among the racers. */
     snprintf(sql, sizeof(sql),
              "SELECT string_agg(event, ',' ORDER BY event) FROM audit_log WHERE id > %s AND event LIKE 'key.%%'",
              before);
-    assert_query(c, sql, "key.activated,key.created");
+    pgtest_assert_query(c, sql, "key.activated,key.created");
     free(before);
     PQfinish(c);
 }
@@ -391,7 +322,7 @@ static void test_rotate_refusals(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    PGconn *c = pgtest_connect(db_conninfo);
+    PGconn *c = pgtest_connect(db.owner);
     char cur[LT_KID_MAX + 1], kid[LT_KID_MAX + 1], err[256];
     fresh(c, cur);
     /* Another master key would seal a key no instance can open: refused, nothing stored. */
@@ -401,7 +332,7 @@ static void test_rotate_refusals(void **state)
     o.seal_keys = &wrong;
     assert_int_equal(lt_token_keys_rotate(&o, 10, "tester", kid, NULL, err, sizeof(err)), LT_EINVAL);
     assert_non_null(strstr(err, cur));
-    assert_query(c, "SELECT count(*) FROM signing_keys", "1");
+    pgtest_assert_query(c, "SELECT count(*) FROM signing_keys", "1");
     /* Bad arguments. */
     o = opts();
     assert_int_equal(lt_token_keys_rotate(&o, -1, "tester", kid, NULL, err, sizeof(err)), LT_EINVAL);
@@ -422,7 +353,7 @@ static void test_rotate_refusals(void **state)
     assert_int_equal(lt_token_keys_maintain(dead, &o, 0, 0, NULL, err, sizeof(err)), LT_EUNAVAIL);
     PQfinish(dead);
     /* The runtime role may do everything the service does. */
-    char *app = pgtest_conninfo(base_url, "latch_app", dbname);
+    char *app = pgtest_conninfo(base_url, "latch_app", db.name);
     o.conninfo = app;
     assert_int_equal(lt_token_keys_rotate(&o, 0, "tester", kid, NULL, err, sizeof(err)), 0);
     PGconn *ac = pgtest_connect(app);
@@ -483,23 +414,22 @@ static void test_migration(void **state)
     while (upto < lt_migrations_count && strcmp(lt_migrations[upto].name, "0009_keys.sql") != 0)
         upto++;
     assert_true(upto < lt_migrations_count);
-    char saved[64], err[512];
-    snprintf(saved, sizeof(saved), "%s", dbname);
-    snprintf(dbname, sizeof(dbname), "latch_unit_keymig_%d", (int)getpid());
-    create_db();
-    char *ci = pgtest_conninfo(base_url, NULL, dbname);
+    char mig[64], err[512];
+    snprintf(mig, sizeof(mig), "latch_unit_keymig_%d", (int)getpid());
+    pgtest_db_recreate(base_url, mig, NULL);
+    char *ci = pgtest_conninfo(base_url, NULL, mig);
     int applied = 0;
     if (lt_store_migrate(ci, lt_migrations, upto, &applied, err, sizeof(err)) != 0)
         fail_msg("migrate: %s", err);
     PGconn *c = pgtest_connect(ci);
-    exec_ok(c, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status) VALUES"
-               " ('kid_active_1', 'ES256', '{}', '\\x00', 'active')");
-    exec_ok(c, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status, retired_at) VALUES"
-               " ('kid_retired_1', 'ES256', '{}', '\\x00', 'retired', now() - interval '1 hour')");
+    pgtest_exec(c, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status) VALUES"
+                   " ('kid_active_1', 'ES256', '{}', '\\x00', 'active')");
+    pgtest_exec(c, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status, retired_at) VALUES"
+                   " ('kid_retired_1', 'ES256', '{}', '\\x00', 'retired', now() - interval '1 hour')");
     if (lt_store_migrate(ci, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0)
         fail_msg("migrate: %s", err);
-    assert_query(c, "SELECT string_agg(kid || '=' || status, ',' ORDER BY kid) FROM signing_keys",
-                 "kid_active_1=current,kid_retired_1=previous");
+    pgtest_assert_query(c, "SELECT string_agg(kid || '=' || status, ',' ORDER BY kid) FROM signing_keys",
+                        "kid_active_1=current,kid_retired_1=previous");
     /* The indexes hold: a second current or next key is refused. */
     PGresult *r = PQexec(c, "INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed, status) VALUES"
                             " ('kid_second_1', 'ES256', '{}', '\\x00', 'current')");
@@ -510,9 +440,8 @@ static void test_migration(void **state)
     assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23514"); /* next needs activates_at */
     PQclear(r);
     PQfinish(c);
-    drop_db();
+    pgtest_db_drop(base_url, mig);
     free(ci);
-    snprintf(dbname, sizeof(dbname), "%s", saved);
 }
 
 int main(void)

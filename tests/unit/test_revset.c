@@ -29,9 +29,8 @@
 #define T1 "11111111-1111-4111-8111-111111111111"
 #define T2 "22222222-2222-4222-8222-222222222222"
 
-static const char *base_url;
-static char dbname[64];
-static char *db_conninfo;
+static const char *base_url; /* LATCH_TEST_DATABASE_URL; NULL: no PostgreSQL */
+static pgtest_db_t db;       /* the program's database, owned by that superuser */
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -436,14 +435,6 @@ static void test_many(void **state)
 
 /* ---- revfetch (PostgreSQL) ------------------------------------------------------------ */
 
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
 typedef struct {
     lt_revset_t *s;
     int batches;
@@ -468,15 +459,15 @@ static int on_batch(const char *batch, void *data)
 static void test_fetch(void **state)
 {
     (void)state;
-    if (db_conninfo == NULL)
+    if (db.owner == NULL)
         skip();
-    PGconn *c = pgtest_connect(db_conninfo);
+    PGconn *c = pgtest_connect(db.owner);
     /* 25 live entries (seq 1..25 in two tenants and none), one expired (not listed) */
-    exec_ok(c, "SELECT latch_revoke('jti', 'j' || i, CASE WHEN i % 3 = 0 THEN NULL ELSE '" T1
-               "'::uuid END, now() + interval '1 hour') FROM generate_series(1, 25) i");
-    exec_ok(c, "INSERT INTO revocations (kind, value, tenant_id, expires_at) VALUES ('sid', 'gone', NULL, now() - "
-               "interval '1 second')");
-    exec_ok(c, "SELECT latch_revoke('sid', 'live-sid', '" T2 "'::uuid, now() + interval '1 hour')");
+    pgtest_exec(c, "SELECT latch_revoke('jti', 'j' || i, CASE WHEN i % 3 = 0 THEN NULL ELSE '" T1
+                   "'::uuid END, now() + interval '1 hour') FROM generate_series(1, 25) i");
+    pgtest_exec(c, "INSERT INTO revocations (kind, value, tenant_id, expires_at) VALUES ('sid', 'gone', NULL, now() - "
+                   "interval '1 second')");
+    pgtest_exec(c, "SELECT latch_revoke('sid', 'live-sid', '" T2 "'::uuid, now() + interval '1 hour')");
 
     fetch_t f = {0};
     assert_int_equal(lt_revset_create(&f.s), 0);
@@ -513,7 +504,7 @@ static void test_fetch(void **state)
 
     /* The _url variant, and a database that does not exist. */
     f.batches = 0;
-    assert_int_equal(lt_token_revocations_fetch_url(db_conninfo, 25, 1, on_batch, &f, &last, err, sizeof(err)), 0);
+    assert_int_equal(lt_token_revocations_fetch_url(db.owner, 25, 1, on_batch, &f, &last, err, sizeof(err)), 0);
     assert_int_equal(f.batches, 1); /* seq 26 is the expired one: only 27 */
     assert_int_equal(last, 27);
     char *nodb = pgtest_conninfo(base_url, NULL, "latch_no_such_db");
@@ -530,39 +521,14 @@ static void test_fetch(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    base_url = getenv("LATCH_TEST_DATABASE_URL");
-    if (base_url == NULL || base_url[0] == '\0')
-        return 0;
-    char sql[128], err[512];
-    snprintf(dbname, sizeof(dbname), "latch_unit_revset_%d", (int)getpid());
-    PGconn *c = pgtest_connect(base_url);
-    pgtest_run_roles_sql(c);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-    exec_ok(c, sql);
-    PQfinish(c);
-    db_conninfo = pgtest_conninfo(base_url, NULL, dbname);
-    int applied = 0;
-    if (lt_store_migrate(db_conninfo, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0) {
-        fprintf(stderr, "migrate: %s\n", err);
-        return -1;
-    }
+    base_url = pgtest_group_open(&db, "revset");
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (db_conninfo != NULL) {
-        char sql[160];
-        PGconn *c = pgtest_connect(base_url);
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-        exec_ok(c, sql);
-        PQfinish(c);
-        free(db_conninfo);
-        db_conninfo = NULL;
-    }
+    pgtest_db_close(&db, base_url);
     return 0;
 }
 
@@ -581,16 +547,7 @@ int main(void)
     };
     enum { NPURE = 8 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
-    const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_WARN);
-    if (url == NULL || url[0] == '\0') {
-        /* cmocka's TAP "# SKIP" counts as a failure in meson: leave the cases out instead. */
-        printf("# LATCH_TEST_DATABASE_URL not set: skipping %zu PostgreSQL tests:", n - NPURE);
-        for (size_t i = NPURE; i < n; i++)
-            printf(" %s", tests[i].name);
-        printf("\n");
-        fflush(stdout);
-        n = NPURE;
-    }
+    (void)pgtest_url_or_leave_out(tests, NPURE, &n);
     return _cmocka_run_group_tests("revset", tests, n, group_setup, group_teardown);
 }

@@ -4,11 +4,12 @@
  * Pure tests (statement registry) always run. Tests that need PostgreSQL run when
  * LATCH_TEST_DATABASE_URL is set (tests/run sets it) and are skipped otherwise. They work in
  * a private database latch_unit_<pid> created by the group setup and dropped by the
- * teardown, so parallel test programs on the same cluster do not collide. The migration
- * test uses a second fresh database and runs sql/roles.sql (found via LATCH_SOURCE_ROOT),
- * which creates Latch's roles in the cluster if they are missing. The user in the URL must
- * be allowed to create databases and roles and to terminate backends (a superuser in the
- * throwaway cluster of tests/run).
+ * teardown, so parallel test programs on the same cluster do not collide; the migration
+ * test uses a second fresh one. pgtest_db_recreate makes both and runs sql/roles.sql (found
+ * via LATCH_SOURCE_ROOT) first, which creates Latch's roles in the cluster if they are
+ * missing (the migrations grant to them). The user in the URL must be allowed to create
+ * databases and roles and to terminate backends (a superuser in the throwaway cluster of
+ * tests/run).
  *
  * Each async test owns an h2o evloop and drives it with h2o_evloop_run(loop, 10) until a
  * flag is set or a deadline passes.
@@ -57,22 +58,7 @@ static const char *base_url; /* LATCH_TEST_DATABASE_URL */
 static char dbname[64];      /* latch_unit_<pid> */
 static char *unit_conninfo;  /* base_url with dbname replaced */
 
-#define SKIP_WITHOUT_PG()                                                                                              \
-    do {                                                                                                               \
-        if (unit_conninfo == NULL) {                                                                                   \
-            print_message("LATCH_TEST_DATABASE_URL not set: skipped\n");                                               \
-            skip();                                                                                                    \
-        }                                                                                                              \
-    } while (0)
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
+#define SKIP_WITHOUT_PG() PGTEST_SKIP_UNLESS(unit_conninfo != NULL)
 
 static int group_setup(void **state)
 {
@@ -84,34 +70,19 @@ static int group_setup(void **state)
     if (base_url == NULL || base_url[0] == '\0')
         return 0;
     snprintf(dbname, sizeof(dbname), "latch_unit_%d", (int)getpid());
-    PGconn *c = pgtest_connect(base_url);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-    exec_ok(c, sql);
-    PQfinish(c);
+    pgtest_db_recreate(base_url, dbname, NULL);
     unit_conninfo = pgtest_conninfo(base_url, NULL, dbname);
-    c = pgtest_connect(unit_conninfo);
-    exec_ok(c, "CREATE TABLE t_store_unit (v int NOT NULL)");
+    PGconn *c = pgtest_connect(unit_conninfo);
+    pgtest_exec(c, "CREATE TABLE t_store_unit (v int NOT NULL)");
     PQfinish(c);
     return 0;
-}
-
-static void drop_database(const char *name)
-{
-    char sql[160];
-    PGconn *c = pgtest_connect(base_url);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
-    exec_ok(c, sql);
-    PQfinish(c);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
     if (unit_conninfo != NULL) {
-        drop_database(dbname);
+        pgtest_db_drop(base_url, dbname);
         free(unit_conninfo);
         unit_conninfo = NULL;
     }
@@ -565,7 +536,7 @@ static void test_connection_loss(void **state)
     snprintf(sql, sizeof(sql),
              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND pid <> pg_backend_pid()",
              dbname);
-    exec_ok(c, sql);
+    pgtest_exec(c, sql);
     PQfinish(c);
     assert_true(run_until(e.loop, &r.done, 3000));
     assert_ptr_equal(r.err, lt_err_unavailable);
@@ -635,16 +606,10 @@ static void test_migrate(void **state)
 {
     (void)state;
     SKIP_WITHOUT_PG();
-    char db[80], err[512], sql[256];
+    char db[80], err[512];
     int applied = -1, counts[4] = {0};
     snprintf(db, sizeof(db), "latch_unit_mig_%d", (int)getpid());
-    PGconn *c = pgtest_connect(base_url);
-    pgtest_run_roles_sql(c);
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
-    exec_ok(c, sql);
-    PQfinish(c);
+    pgtest_db_recreate(base_url, db, NULL);
     char *url = pgtest_conninfo(base_url, NULL, db);
 
     assert_true(lt_migrations_count >= 1);
@@ -659,7 +624,7 @@ static void test_migrate(void **state)
     assert_int_equal(applied, 0);
 
     /* The runtime role can read the history but not change it. */
-    c = pgtest_connect(url);
+    PGconn *c = pgtest_connect(url);
     PGresult *r = PQexec(c, "SELECT has_table_privilege('latch_runtime', 'schema_migrations', 'SELECT'),"
                             " has_table_privilege('latch_runtime', 'schema_migrations', 'INSERT')");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -680,7 +645,7 @@ static void test_migrate(void **state)
     PQclear(r);
 
     /* An applied migration unknown to this binary is only a warning. */
-    exec_ok(c, "INSERT INTO schema_migrations (name, checksum) VALUES ('9999_future.sql', 'x')");
+    pgtest_exec(c, "INSERT INTO schema_migrations (name, checksum) VALUES ('9999_future.sql', 'x')");
     assert_int_equal(lt_store_migrate(url, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)), 0);
     memset(counts, 0, sizeof(counts));
     assert_int_equal(lt_store_migrate_status(url, lt_migrations, lt_migrations_count, count_status, counts, err,
@@ -690,7 +655,7 @@ static void test_migrate(void **state)
     assert_int_equal(counts[LT_MIGRATION_UNKNOWN], 1);
 
     /* A file changed after it was applied is refused, by name. */
-    exec_ok(c, "UPDATE schema_migrations SET checksum = 'tampered' WHERE name = '0001_init.sql'");
+    pgtest_exec(c, "UPDATE schema_migrations SET checksum = 'tampered' WHERE name = '0001_init.sql'");
     assert_int_equal(lt_store_migrate(url, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)), LT_EINVAL);
     assert_non_null(strstr(err, "0001_init.sql"));
     PQfinish(c);
@@ -701,7 +666,7 @@ static void test_migrate(void **state)
                      LT_EUNAVAIL);
     free(nodb);
     free(url);
-    drop_database(db);
+    pgtest_db_drop(base_url, db);
 }
 
 /* ---- listener ---------------------------------------------------------------------------- */
@@ -746,19 +711,19 @@ static void test_listener(void **state)
     assert_true(wait_atomic(&h.connects, 1, 5000));
 
     PGconn *c = pgtest_connect(unit_conninfo);
-    exec_ok(c, "SELECT pg_notify('latch unit \"chan\"', 'hello')");
+    pgtest_exec(c, "SELECT pg_notify('latch unit \"chan\"', 'hello')");
     assert_true(wait_atomic(&h.got, 1, 5000));
     assert_string_equal(h.channel, "latch unit \"chan\"");
     assert_string_equal(h.payload, "hello");
 
     /* A lost connection is reopened and announced again. */
-    exec_ok(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-               " WHERE backend_type = 'client backend' AND query LIKE 'LISTEN%'"
-               " AND datname = current_database() AND pid <> pg_backend_pid()");
+    pgtest_exec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE backend_type = 'client backend' AND query LIKE 'LISTEN%'"
+                   " AND datname = current_database() AND pid <> pg_backend_pid()");
     assert_true(wait_atomic(&h.connects, 2, 5000));
     __atomic_store_n(&h.got, 0, __ATOMIC_SEQ_CST);
     snprintf(sql, sizeof(sql), "SELECT pg_notify('other', 'again')");
-    exec_ok(c, sql);
+    pgtest_exec(c, sql);
     assert_true(wait_atomic(&h.got, 1, 5000));
     assert_string_equal(h.payload, "again");
     PQfinish(c);
@@ -886,20 +851,7 @@ int main(void)
     };
     enum { NPURE = 4 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
-    const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_ERROR); /* expected connection failures would flood the output */
-    if (url == NULL || url[0] == '\0') {
-        /*
-         * cmocka's TAP output says "not ok N # SKIP" for skip(), which meson counts as a
-         * failure; so without a database the PostgreSQL cases are left out and listed here
-         * as a TAP comment instead.
-         */
-        printf("# LATCH_TEST_DATABASE_URL not set: skipping %zu PostgreSQL tests:", n - NPURE);
-        for (size_t i = NPURE; i < n; i++)
-            printf(" %s", tests[i].name);
-        printf("\n");
-        fflush(stdout);
-        n = NPURE;
-    }
+    (void)pgtest_url_or_leave_out(tests, NPURE, &n);
     return _cmocka_run_group_tests("store", tests, n, group_setup, group_teardown);
 }

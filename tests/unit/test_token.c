@@ -862,96 +862,24 @@ static void test_reject_claims(void **state)
 
 /* ---- keystore (PostgreSQL) ------------------------------------------------------------ */
 
-static const char *base_url;
-static char dbname[64];
-static char *db_conninfo;
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%.80s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
-/* One value of a one-row query, copied. */
-static char *query_one(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    char *v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-static void run_sql_file(PGconn *c, const char *name)
-{
-    const char *root = getenv("LATCH_SOURCE_ROOT");
-    char path[1024], *sql = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof(path), "%s/sql/%s", root != NULL ? root : ".", name);
-    assert_int_equal(lt_read_file(path, 1 << 20, &sql, &len), 0);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        /* Another test program may be creating the same roles right now: retry once. */
-        PQclear(r);
-        usleep(200000);
-        r = PQexec(c, sql);
-    }
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", name, PQerrorMessage(c));
-    PQclear(r);
-    free(sql);
-}
+static const char *base_url; /* LATCH_TEST_DATABASE_URL; NULL: no PostgreSQL */
+static pgtest_db_t db;       /* the program's database, owned by that superuser */
 
 static int group_setup(void **state)
 {
     (void)state;
-    base_url = getenv("LATCH_TEST_DATABASE_URL");
-    if (base_url == NULL || base_url[0] == '\0')
-        return 0;
-    char sql[128], err[512];
-    snprintf(dbname, sizeof(dbname), "latch_unit_token_%d", (int)getpid());
-    PGconn *c = pgtest_connect(base_url);
-    run_sql_file(c, "roles.sql");
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
-    exec_ok(c, sql);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-    exec_ok(c, sql);
-    PQfinish(c);
-    db_conninfo = pgtest_conninfo(base_url, NULL, dbname);
-    int applied = 0;
-    if (lt_store_migrate(db_conninfo, lt_migrations, lt_migrations_count, &applied, err, sizeof(err)) != 0) {
-        fprintf(stderr, "migrate: %s\n", err);
-        return -1;
-    }
+    base_url = pgtest_group_open(&db, "token");
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (db_conninfo != NULL) {
-        char sql[160];
-        PGconn *c = pgtest_connect(base_url);
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-        exec_ok(c, sql);
-        PQfinish(c);
-        free(db_conninfo);
-        db_conninfo = NULL;
-    }
+    pgtest_db_close(&db, base_url);
     return 0;
 }
 
-#define SKIP_WITHOUT_PG()                                                                                              \
-    do {                                                                                                               \
-        if (db_conninfo == NULL) {                                                                                     \
-            print_message("LATCH_TEST_DATABASE_URL not set: skipped\n");                                               \
-            skip();                                                                                                    \
-        }                                                                                                              \
-    } while (0)
+#define SKIP_WITHOUT_PG() PGTEST_SKIP_UNLESS(db.owner != NULL)
 
 typedef struct load_job {
     lt_token_keystore_opts_t o;
@@ -976,9 +904,9 @@ static void test_keystore(void **state)
         mk[0].key[i] = (uint8_t)(0xA0 + i);
         mk[1].key[i] = (uint8_t)(0x10 + i);
     }
-    PGconn *c = pgtest_connect(db_conninfo);
-    exec_ok(c, "DELETE FROM signing_keys");
-    char *events_before = query_one(c, "SELECT count(*) FROM audit_log WHERE event = 'key.created'");
+    PGconn *c = pgtest_connect(db.owner);
+    pgtest_exec(c, "DELETE FROM signing_keys");
+    char *events_before = pgtest_query(c, "SELECT count(*) FROM audit_log WHERE event = 'key.created'");
 
     /* Four instances start at once on an empty table: one key is created, all load it. */
     enum { N = 4 };
@@ -986,7 +914,7 @@ static void test_keystore(void **state)
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
         memset(&jobs[i], 0, sizeof(jobs[i]));
-        jobs[i].o = (lt_token_keystore_opts_t){db_conninfo, mk, 2, LT_ALG_ES256, 3600};
+        jobs[i].o = (lt_token_keystore_opts_t){db.owner, mk, 2, LT_ALG_ES256, 3600};
         assert_int_equal(pthread_create(&th[i], NULL, load_thread, &jobs[i]), 0);
     }
     for (int i = 0; i < N; i++)
@@ -998,22 +926,22 @@ static void test_keystore(void **state)
         assert_string_equal(lt_key_kid(lt_keyring_active(jobs[i].kr)), lt_key_kid(lt_keyring_active(jobs[0].kr)));
         assert_int_equal(lt_key_alg(lt_keyring_active(jobs[i].kr)), LT_ALG_ES256);
     }
-    char *count = query_one(c, "SELECT count(*) FROM signing_keys");
+    char *count = pgtest_query(c, "SELECT count(*) FROM signing_keys");
     assert_string_equal(count, "1");
     free(count);
-    char *events = query_one(c, "SELECT count(*) FROM audit_log WHERE event = 'key.created'");
+    char *events = pgtest_query(c, "SELECT count(*) FROM audit_log WHERE event = 'key.created'");
     assert_int_equal(atoi(events), atoi(events_before) + 1);
     free(events);
     free(events_before);
-    char *ev = query_one(c, "SELECT concat_ws('|', tenant_id, actor, target, ip, request_id, outcome, details::text)"
-                            " FROM audit_log WHERE event = 'key.created' ORDER BY id DESC LIMIT 1");
+    char *ev = pgtest_query(c, "SELECT concat_ws('|', tenant_id, actor, target, ip, request_id, outcome, details::text)"
+                               " FROM audit_log WHERE event = 'key.created' ORDER BY id DESC LIMIT 1");
     char want[200];
     snprintf(want, sizeof(want), "system|%s|success|{\"alg\": \"ES256\"}", lt_key_kid(lt_keyring_active(jobs[0].kr)));
     assert_string_equal(ev, want);
     free(ev);
     /* The stored public JWK is the key's; the private half is sealed under version 2. */
-    char *row = query_one(c, "SELECT public_jwk->>'kid' || '|' || (public_jwk->>'kty') || '|' || alg || '|'"
-                             " || get_byte(private_sealed, 0) FROM signing_keys");
+    char *row = pgtest_query(c, "SELECT public_jwk->>'kid' || '|' || (public_jwk->>'kty') || '|' || alg || '|'"
+                                " || get_byte(private_sealed, 0) FROM signing_keys");
     snprintf(want, sizeof(want), "%s|EC|ES256|2", lt_key_kid(lt_keyring_active(jobs[0].kr)));
     assert_string_equal(row, want);
     free(row);
@@ -1031,8 +959,8 @@ static void test_keystore(void **state)
 
     /* Rotation by hand: the key becomes previous; the next load creates an EdDSA key and
      * still publishes the previous one while it is young, and not once it is old. */
-    exec_ok(c, "UPDATE signing_keys SET status = 'previous', retired_at = now()");
-    lt_token_keystore_opts_t o = {db_conninfo, mk, 2, LT_ALG_EDDSA, 3600};
+    pgtest_exec(c, "UPDATE signing_keys SET status = 'previous', retired_at = now()");
+    lt_token_keystore_opts_t o = {db.owner, mk, 2, LT_ALG_EDDSA, 3600};
     lt_keyring_t *kr = NULL;
     char err[256];
     assert_int_equal(lt_token_keystore_load(&o, &kr, err, sizeof(err)), 0);
@@ -1040,7 +968,7 @@ static void test_keystore(void **state)
     assert_string_not_equal(lt_key_kid(lt_keyring_active(kr)), kid1);
     assert_non_null(lt_keyring_find(kr, kid1, strlen(kid1)));
     lt_keyring_unref(kr);
-    exec_ok(c, "UPDATE signing_keys SET retired_at = now() - interval '2 hours' WHERE status = 'previous'");
+    pgtest_exec(c, "UPDATE signing_keys SET retired_at = now() - interval '2 hours' WHERE status = 'previous'");
     assert_int_equal(lt_token_keystore_load(&o, &kr, err, sizeof(err)), 0);
     assert_null(lt_keyring_find(kr, kid1, strlen(kid1)));
     char kid2[LT_KID_MAX + 1];
@@ -1062,8 +990,8 @@ static void test_keystore(void **state)
     /* A sealed blob moved to another row (another kid in the aad) does not open either. */
     o.seal_keys = mk;
     o.nseal_keys = 2;
-    exec_ok(c, "UPDATE signing_keys SET private_sealed = (SELECT private_sealed FROM signing_keys WHERE status ="
-               " 'previous' LIMIT 1) WHERE status = 'current'");
+    pgtest_exec(c, "UPDATE signing_keys SET private_sealed = (SELECT private_sealed FROM signing_keys WHERE status ="
+                   " 'previous' LIMIT 1) WHERE status = 'current'");
     assert_int_equal(lt_token_keystore_load(&o, &kr, err, sizeof(err)), LT_EINVAL);
     assert_non_null(strstr(err, kid2));
 
@@ -1089,16 +1017,7 @@ int main(void)
     };
     enum { NPURE = 7 };
     size_t n = sizeof(tests) / sizeof(tests[0]);
-    const char *url = getenv("LATCH_TEST_DATABASE_URL");
     lt_log_set_level(LT_LOG_WARN); /* "applied <file>", "created signing key ..." */
-    if (url == NULL || url[0] == '\0') {
-        /* cmocka's TAP "# SKIP" counts as a failure in meson: leave the cases out instead. */
-        printf("# LATCH_TEST_DATABASE_URL not set: skipping %zu PostgreSQL tests:", n - NPURE);
-        for (size_t i = NPURE; i < n; i++)
-            printf(" %s", tests[i].name);
-        printf("\n");
-        fflush(stdout);
-        n = NPURE;
-    }
+    (void)pgtest_url_or_leave_out(tests, NPURE, &n);
     return _cmocka_run_group_tests("token", tests, n, group_setup, group_teardown);
 }
