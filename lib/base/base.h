@@ -158,6 +158,10 @@ long lt_utf8_count(const void *s, size_t n);
 /** Fills `p` from the OpenSSL CSPRNG. @return 0, or LT_EIO. */
 int lt_random(void *p, size_t n) LT_MUSTCHECK;
 
+/* SHA-256 of `n` bytes into `out` (32 bytes), with the digest fetched from the provider
+ * once per process: OpenSSL 3's implicit fetch takes a lock on every call. @return 0 or LT_EIO. */
+int lt_sha256(const void *p, size_t n, uint8_t out[32]) LT_MUSTCHECK;
+
 /** Constant-time equality of two buffers of the same length; 1 if equal. */
 int lt_ct_eq(const void *a, const void *b, size_t n);
 

@@ -8,7 +8,6 @@
 #include "identity/auth.h"
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +18,8 @@ static const char *const prefixes[] = {[LT_AUTH_TOKEN_REFRESH] = "lt_rt_", [LT_A
 
 static int sha256_hex(const char *s, size_t n, char hex[LT_AUTH_HASH_HEX_LEN + 1])
 {
-    unsigned char md[32];
-    unsigned int len = 0;
-    if (EVP_Digest(s, n, md, &len, EVP_sha256(), NULL) != 1 || len != sizeof(md))
+    uint8_t md[32];
+    if (lt_sha256(s, n, md) != 0)
         return LT_EIO;
     lt_hex_encode(hex, md, sizeof(md));
     return 0;

@@ -17,7 +17,6 @@
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,8 +128,7 @@ int lt_client_check_secret(const lt_client_t *c, const char *secret, size_t n)
      * as a wrong secret: response times do not tell which client ids exist. */
     static const uint8_t dummy[32] = {0x6c, 0x61, 0x74, 0x63, 0x68, 0x2d, 0x64, 0x75, 0x6d, 0x6d, 0x79};
     uint8_t h[32];
-    unsigned int hlen = 0;
-    int ok = secret != NULL && EVP_Digest(secret, n, h, &hlen, EVP_sha256(), NULL) == 1 && hlen == sizeof(h);
+    int ok = secret != NULL && lt_sha256(secret, n, h) == 0;
     if (!ok)
         memset(h, 0xff, sizeof(h));
     int eq = CRYPTO_memcmp(h, c != NULL ? c->secret_hash : dummy, sizeof(h)) == 0;
@@ -162,7 +160,6 @@ int lt_client_credentials_new(char id[LT_CLIENT_ID_LEN + 1], char secret[LT_CLIE
                               char hash_hex[65])
 {
     uint8_t rid[ID_RANDOM_BYTES], rsec[SECRET_RANDOM_BYTES], h[32];
-    unsigned int hlen = 0;
     int ret = 0;
     if (lt_random(rid, sizeof(rid)) != 0 || lt_random(rsec, sizeof(rsec)) != 0) {
         ret = LT_EIO;
@@ -172,7 +169,7 @@ int lt_client_credentials_new(char id[LT_CLIENT_ID_LEN + 1], char secret[LT_CLIE
     id[3 + lt_b64url_encode(id + 3, rid, sizeof(rid))] = '\0';
     memcpy(secret, "lcs_", 4);
     secret[4 + lt_b64url_encode(secret + 4, rsec, sizeof(rsec))] = '\0';
-    if (EVP_Digest(secret, LT_CLIENT_SECRET_LEN, h, &hlen, EVP_sha256(), NULL) != 1 || hlen != sizeof(h)) {
+    if (lt_sha256(secret, LT_CLIENT_SECRET_LEN, h) != 0) {
         ret = LT_EIO;
         goto done;
     }

@@ -23,7 +23,6 @@
 #include "store/store.h"
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,11 +42,10 @@ static void on_notice(void *arg, const char *message)
 
 static int sha256_hex(const char *p, size_t n, char out[SUM_HEX_LEN + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != SUM_HEX_LEN / 2)
+    uint8_t md[32];
+    if (lt_sha256(p, n, md) != 0)
         return LT_EIO;
-    lt_hex_encode(out, md, mdlen);
+    lt_hex_encode(out, md, sizeof(md));
     return 0;
 }
 

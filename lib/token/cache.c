@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 /* Pool positions looked at for expired entries before one live entry is evicted. */
 #define EXPIRE_SCAN 16
@@ -264,12 +263,9 @@ void lt_tcache_destroy(lt_tcache_t **cp)
     *cp = NULL;
 }
 
-void lt_tcache_key(const char *jwt, size_t n, uint8_t key[32])
+int lt_tcache_key(const char *jwt, size_t n, uint8_t key[32])
 {
-    unsigned len = 0;
-    /* EVP_Digest only fails on allocation failure; a zero key then merely misses. */
-    if (EVP_Digest(jwt, n, key, &len, EVP_sha256(), NULL) != 1 || len != 32)
-        memset(key, 0, 32);
+    return lt_sha256(jwt, n, key);
 }
 
 lt_tcache_entry_t *lt_tcache_get(lt_tcache_t *c, const uint8_t key[32], int64_t now)

@@ -39,8 +39,9 @@ typedef struct lt_tcache_entry {
 int lt_tcache_create(size_t capacity, lt_tcache_t **out) LT_MUSTCHECK;
 void lt_tcache_destroy(lt_tcache_t **c);
 
-/* SHA-256 of `jwt` into key. */
-void lt_tcache_key(const char *jwt, size_t n, uint8_t key[32]);
+/* SHA-256 of `jwt` into key. @return 0, or LT_EIO (then the token must not be looked up:
+ * a failed hash must never match another token's entry). */
+int lt_tcache_key(const char *jwt, size_t n, uint8_t key[32]) LT_MUSTCHECK;
 
 /* The live entry for `key`, or NULL (an expired one is removed). Valid until the next put/remove. */
 lt_tcache_entry_t *lt_tcache_get(lt_tcache_t *c, const uint8_t key[32], int64_t now);
