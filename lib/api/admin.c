@@ -31,12 +31,14 @@
 #include <h2o.h>
 #include <libpq-fe.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/internal.h"
 #include "identity/admin.h"
 #include "identity/auth.h"
+#include "mfa/mfa.h"
 
 #define DISPLAY_NAME_MAX 200 /* characters; the column's CHECK */
 
@@ -154,6 +156,83 @@ static int on_tenant_get(lt_req_t *r)
         return 0;
     const char *params[] = {c.scope, id};
     lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_GET], params, 2, lt__api_admin_doc_done, (void *)"No such tenant.");
+    return 0;
+}
+
+static int known_setting(const char *key)
+{
+    static const char *const known[] = {"mfa", "totp_algorithm", "totp_digits", "totp_period", "totp_issuer"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(key, known[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Validates a tenant settings patch: only the known keys, each a valid value or null (back
+ * to the default). Problems are recorded as settings.<key>. @return the patch as JSON text
+ * in the request pool, or NULL (nothing to store, or an error was recorded).
+ */
+static const char *settings_patch(lt_req_t *r, lt_api_in_t *in, json_t *settings)
+{
+    static const char *const mfa_modes[] = {"off", "optional", "required"};
+    const char *key;
+    json_t *v;
+    char field[64];
+    int bad = 0;
+    json_object_foreach(settings, key, v) {
+        const char *why = NULL;
+        const char *str = json_string_value(v);
+        json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
+        lt_mfa_alg_t alg;
+        if (!known_setting(key))
+            why = "is not a known setting";
+        else if (json_is_null(v))
+            why = NULL; /* back to the default */
+        else if (strcmp(key, "mfa") == 0)
+            why = str != NULL && (strcmp(str, mfa_modes[0]) == 0 || strcmp(str, mfa_modes[1]) == 0 ||
+                                  strcmp(str, mfa_modes[2]) == 0)
+                      ? NULL
+                      : "must be off, optional or required";
+        else if (strcmp(key, "totp_algorithm") == 0)
+            why = str != NULL && lt_mfa_alg_parse(str, &alg) == 0 ? NULL : "must be SHA1, SHA256 or SHA512";
+        else if (strcmp(key, "totp_digits") == 0)
+            why = n >= LT_MFA_DIGITS_MIN && n <= LT_MFA_DIGITS_MAX ? NULL : "must be an integer from 6 to 8";
+        else if (strcmp(key, "totp_period") == 0)
+            why = n >= LT_MFA_PERIOD_MIN && n <= LT_MFA_PERIOD_MAX ? NULL : "must be an integer from 15 to 120 (seconds)";
+        else if (strcmp(key, "totp_issuer") == 0)
+            why = str == NULL || str[0] == '\0' || strchr(str, ':') != NULL || display_name_problem(str) != NULL ||
+                          lt_utf8_count(str, strlen(str)) > 64
+                      ? "must be 1 to 64 characters without ':' or control characters"
+                      : NULL;
+        if (why != NULL) {
+            snprintf(field, sizeof(field), "settings.%.50s", key);
+            lt__api_in_error(in, field, why);
+            bad = 1;
+        }
+    }
+    return bad ? NULL : lt__api_pool_json(r, settings);
+}
+
+static int on_tenant_patch(lt_req_t *r)
+{
+    lt_api_caller_t c;
+    lt_api_in_t in;
+    const char *id;
+    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such tenant.")) == NULL || lt__api_body_read(r, &in) != 0)
+        return 0;
+    const char *display = lt__api_in_str(&in, "display_name", 0, DISPLAY_NAME_MAX * 4);
+    json_t *settings = lt__api_in_obj(&in, "settings", 0);
+    const char *why, *patch = NULL;
+    if (display != NULL && (why = display_name_problem(display)) != NULL)
+        lt__api_in_error(&in, "display_name", why);
+    if (settings != NULL)
+        patch = settings_patch(r, &in, settings);
+    if (lt__api_in_done(r, &in) != 0)
+        return 0;
+    const char *params[] = {c.scope, id, display, patch, c.t->sub, lt_req_peer(r), r->request_id};
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_PATCH], params, 7, lt__api_admin_doc_done,
+                      (void *)"No such tenant.");
     return 0;
 }
 
@@ -393,6 +472,7 @@ int lt__api_admin_routes(lt_api_t *api, lt_router_t *router)
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/tenants", on_tenant_create, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/tenants", on_tenant_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/tenants/{id}", on_tenant_get, 0);
+    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/tenants/{id}", on_tenant_patch, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users", on_user_create, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/users", on_user_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/users/{id}", on_user_get, 0);

@@ -217,7 +217,8 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
     }
     if ((ret = lt__api_ops_statements()) != 0 || (ret = lt_audit_statements()) != 0 ||
         (ret = lt__api_auth_statements()) != 0 || (ret = lt__api_admin_statements()) != 0 ||
-        (ret = lt__api_oauth_statements()) != 0 || (ret = lt__api_keys_statements()) != 0)
+        (ret = lt__api_oauth_statements()) != 0 || (ret = lt__api_keys_statements()) != 0 ||
+        (ret = lt__api_mfa_statements()) != 0)
         goto fail;
     if ((ret = lt_password_policy_create(cfg->password_min_length, &api->policy)) != 0) {
         lt_log(LT_LOG_ERROR, "api", "password policy: %s", lt_strerror(ret));
@@ -264,7 +265,7 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
     if ((ret = lt__api_ops_routes(api, router)) != 0 || (ret = lt__api_auth_routes(api, router)) != 0 ||
         (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0 ||
         (ret = lt__api_oauth_routes(api, router)) != 0 || (ret = lt__api_clients_routes(api, router)) != 0 ||
-        (ret = lt__api_revocations_routes(api, router)) != 0)
+        (ret = lt__api_revocations_routes(api, router)) != 0 || (ret = lt__api_mfa_routes(api, router)) != 0)
         return ret;
     return 0;
 }

@@ -85,9 +85,16 @@ static void limits_of(const lt_config_t *cfg, lt_auth_limits_t *l)
     };
 }
 
+void lt__api_limits_params(lt_req_t *r, char buf[LT_AUTH_LIMITS_NPARAMS][12], const char *out[LT_AUTH_LIMITS_NPARAMS])
+{
+    lt_auth_limits_t l;
+    limits_of(cfg_of(r), &l);
+    lt_auth_limits_params(&l, buf, out);
+}
+
 /* The User-Agent as a session keeps it: printable ASCII only (the header may carry any
  * bytes, the column is UTF-8 text), at most USER_AGENT_MAX bytes. */
-static const char *user_agent(lt_req_t *r)
+const char *lt__api_user_agent(lt_req_t *r)
 {
     const char *ua = lt_req_header(r, "user-agent");
     if (ua == NULL)
@@ -105,13 +112,12 @@ static void send_no_content(lt_req_t *r, int status)
     lt_http_send(r, status, NULL, "", 0);
 }
 
-/* 429 for a refusal of the lockout gate. */
-static void too_many(lt_req_t *r, lt_auth_gate_t gate, int retry_after)
+void lt__api_too_many(lt_req_t *r, int ip_limited, int retry_after)
 {
     char v[16];
     snprintf(v, sizeof(v), "%d", retry_after > 0 ? retry_after : 1);
     lt_http_add_header(r, "retry-after", v);
-    if (gate == LT_AUTH_GATE_IP_LIMITED)
+    if (ip_limited)
         lt_http_problem(r, 429, "rate_limited", "Too many sign-in attempts from this address; retry later.");
     else
         lt_http_problem(r, 429, "too_many_attempts", "Too many sign-in attempts; retry later.");
@@ -122,31 +128,28 @@ static void invalid_credentials(lt_req_t *r)
     lt_http_problem(r, 401, "invalid_credentials", "The tenant, email or password is wrong.");
 }
 
-/* The bearer token verified but its session has ended (or its user is no longer active). */
-static void session_ended(lt_req_t *r)
+void lt__api_session_ended(lt_req_t *r)
 {
     lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
     lt_http_problem(r, 401, "invalid_token", "The session has ended.");
 }
 
-static void unavailable(lt_req_t *r, const char *detail)
+void lt__api_unavailable(lt_req_t *r, const char *detail)
 {
     lt_http_add_header(r, "retry-after", "1");
     lt_http_problem(r, 503, "unavailable", detail);
 }
 
-/* A row that does not have the shape the SQL function promises: a deployment mismatch. */
-static void bad_row(lt_req_t *r, const char *what)
+void lt__api_bad_row(lt_req_t *r, const char *what)
 {
     lt_log(LT_LOG_ERROR, "api", "request %s: unexpected result from %s", r->request_id, what);
     lt__api_store_problem(r, lt_err_unavailable);
 }
 
-/* A hasher job that failed for a reason other than a malformed stored hash. */
-static void hasher_failed(lt_req_t *r, int err)
+void lt__api_hasher_failed(lt_req_t *r, int err)
 {
     lt_log(LT_LOG_ERROR, "api", "request %s: password job failed: %s", r->request_id, lt_strerror(err));
-    unavailable(r, "The password service is unavailable.");
+    lt__api_unavailable(r, "The password service is unavailable.");
 }
 
 static void weak_password(lt_req_t *r, const char *field, const char *reason)
@@ -157,12 +160,12 @@ static void weak_password(lt_req_t *r, const char *field, const char *reason)
 
 /* 1 when a signing key is loaded; else answers 503 (checked before work is done that a
  * token response would then throw away). */
-static int keys_ready(lt_req_t *r)
+int lt__api_keys_ready(lt_req_t *r)
 {
     lt_keyring_t *kr = lt__api_ring(r);
     if (kr != NULL && lt_keyring_active(kr) != NULL)
         return 1;
-    unavailable(r, "No signing key is loaded yet.");
+    lt__api_unavailable(r, "No signing key is loaded yet.");
     return 0;
 }
 
@@ -173,11 +176,12 @@ typedef struct {
 } token_out_t;
 
 /*
- * The token response of login and refresh: a new access token for session `s` of user
- * `sub` in tenant `tenant`, and the refresh token `rt` already stored for it.
+ * The body of a token response: a new access token for session `s` of user `sub` in
+ * tenant `tenant`, and the refresh token `rt` already stored for it (NULL: none, as for
+ * step-up). NULL after answering 503 when no token can be issued.
  */
-static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s, const char *rt,
-                        const token_out_t *o)
+static json_t *token_body(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s,
+                          const char *rt, const token_out_t *o)
 {
     const lt_config_t *cfg = cfg_of(r);
     json_t *roles = lt__api_json_parse(s->roles);
@@ -212,22 +216,39 @@ static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const 
             lt_http_add_header(r, "retry-after", "1");
             lt__api_oauth_error(r, 503, "temporarily_unavailable", "Access tokens cannot be issued now.");
         } else {
-            unavailable(r, "Access tokens cannot be issued now.");
+            lt__api_unavailable(r, "Access tokens cannot be issued now.");
         }
-        return;
+        return NULL;
     }
-    json_t *body = o->style == LT_API_ERRORS_OAUTH
-                       ? json_pack("{s:s, s:s, s:i, s:s, s:s}", "access_token", jwt, "token_type", "Bearer",
-                                   "expires_in", cfg->access_token_ttl, "refresh_token", rt, "scope", "")
-                       : json_pack("{s:s, s:s, s:i, s:s, s:s}", "access_token", jwt, "token_type", "Bearer",
-                                   "expires_in", cfg->access_token_ttl, "refresh_token", rt, "session_id",
-                                   s->session_id);
+    json_t *body = json_pack("{s:s, s:s, s:i}", "access_token", jwt, "token_type", "Bearer", "expires_in",
+                             cfg->access_token_ttl);
+    if (body != NULL && rt != NULL)
+        json_object_set_new(body, "refresh_token", json_string(rt));
+    if (body != NULL)
+        json_object_set_new(body, o->style == LT_API_ERRORS_OAUTH ? "scope" : "session_id",
+                            json_string(o->style == LT_API_ERRORS_OAUTH ? "" : s->session_id));
     lt_wipe(jwt, strlen(jwt));
     free(jwt);
-    lt_http_send_json(r, 200, body);
+    if (body == NULL)
+        lt__api_internal_error(r, "out of memory building a token response");
+    return body;
+}
+
+static void send_tokens(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s, const char *rt,
+                        const token_out_t *o)
+{
+    json_t *body = token_body(r, sub, tenant, s, rt, o);
+    if (body != NULL)
+        lt_http_send_json(r, 200, body);
 }
 
 static const token_out_t first_party = {LT_TOKEN_FIRST_PARTY_CLIENT, LT_API_ERRORS_PROBLEM};
+
+json_t *lt__api_session_token_body(lt_req_t *r, const char *sub, const char *tenant, const lt_auth_session_t *s,
+                                   const char *rt)
+{
+    return token_body(r, sub, tenant, s, rt, &first_party);
+}
 
 /* ---- login --------------------------------------------------------------------------- */
 
@@ -238,6 +259,8 @@ typedef struct {
     int reset_required;
     char rt[LT_AUTH_TOKEN_LEN + 1];
     char rt_hash[LT_AUTH_HASH_HEX_LEN + 1];
+    char mfa[LT_AUTH_TOKEN_LEN + 1]; /* becomes a challenge or an enrolment token, if MFA is due */
+    char mfa_hash[LT_AUTH_HASH_HEX_LEN + 1];
 } login_ctx_t;
 
 static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
@@ -254,11 +277,11 @@ static void login_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
         return;
     }
     if (lt_auth_decode_login(res, &row) != 0) {
-        bad_row(r, "latch_login_begin");
+        lt__api_bad_row(r, "latch_login_begin");
         return;
     }
     if (row.gate != LT_AUTH_GATE_OK) {
-        too_many(r, row.gate, row.retry_after);
+        lt__api_too_many(r, row.gate == LT_AUTH_GATE_IP_LIMITED, row.retry_after);
         return;
     }
     c->user_id = pstr(r, row.user_id);
@@ -274,7 +297,7 @@ static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx
 {
     login_ctx_t *c = ctx;
     if (res->err != 0 && res->err != LT_EINVAL) {
-        hasher_failed(r, res->err);
+        lt__api_hasher_failed(r, res->err);
         return;
     }
     if (res->err == LT_EINVAL && c->phc != NULL)
@@ -293,8 +316,9 @@ static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx
     }
     if (res->needs_rehash && res->phc != NULL)
         c->new_phc = pstr(r, res->phc);
-    if (lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash) != 0) {
-        unavailable(r, "No randomness is available.");
+    if (lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, c->rt, c->rt_hash) != 0 ||
+        lt_auth_token_new(LT_AUTH_TOKEN_MFA, c->mfa, c->mfa_hash) != 0) {
+        lt__api_unavailable(r, "No randomness is available.");
         return;
     }
     const lt_config_t *cfg = cfg_of(r);
@@ -303,15 +327,18 @@ static void login_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx
                        c->tenant,
                        c->email,
                        ip,
-                       user_agent(r),
+                       lt__api_user_agent(r),
                        pint(r, cfg->session_idle_ttl),
                        pint(r, cfg->session_max_ttl),
                        pint(r, cfg->access_token_ttl),
                        c->rt_hash,
                        c->phc,
                        c->new_phc,
-                       r->request_id};
-    (void)lt__api_query(r, &lt_auth_stmt_login_succeed, p, 13, login_succeeded, c);
+                       r->request_id,
+                       c->mfa_hash,
+                       pint(r, cfg->mfa_challenge_ttl),
+                       pint(r, cfg->mfa_enrollment_ttl)};
+    (void)lt__api_query(r, &lt_auth_stmt_login_succeed, p, 16, login_succeeded, c);
 }
 
 static void login_failed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
@@ -340,8 +367,23 @@ static void login_succeeded(lt_req_t *r, const char *err, PGresult *res, void *c
         invalid_credentials(r);
         return;
     }
-    if (ret != 0) {
-        bad_row(r, "latch_login_succeed");
+    if (ret != 0 || (s.status == LT_AUTH_REFRESH_OK && s.session_id == NULL)) {
+        lt__api_bad_row(r, "latch_login_succeed");
+        return;
+    }
+    const lt_config_t *cfg = cfg_of(r);
+    if (s.status == LT_AUTH_LOGIN_MFA_REQUIRED) {
+        lt_http_send_json(r, 200, json_pack("{s:b, s:s, s:[ss], s:i}", "mfa_required", 1, "mfa_token", c->mfa,
+                                            "methods", "totp", "recovery_code", "expires_in", cfg->mfa_challenge_ttl));
+        return;
+    }
+    if (s.status == LT_AUTH_LOGIN_ENROLL_REQUIRED) {
+        lt_http_send_json(r, 200, json_pack("{s:b, s:s, s:i}", "mfa_enrollment_required", 1, "enrollment_token",
+                                            c->mfa, "expires_in", cfg->mfa_enrollment_ttl));
+        return;
+    }
+    if (s.status != LT_AUTH_REFRESH_OK) {
+        lt__api_bad_row(r, "latch_login_succeed");
         return;
     }
     send_tokens(r, c->user_id, c->tenant_id, &s, c->rt, &first_party);
@@ -356,7 +398,7 @@ static int on_login(lt_req_t *r)
     c->tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
     c->email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
     c->password = lt__api_in_str(&in, "password", 1, LT_PASSWORD_MAX);
-    if (lt__api_in_done(r, &in) != 0 || !keys_ready(r) || lt__api_shed_password_work(r))
+    if (lt__api_in_done(r, &in) != 0 || !lt__api_keys_ready(r) || lt__api_shed_password_work(r))
         return 0;
     c->pwlen = strlen(c->password);
     lt_auth_limits_t l;
@@ -399,7 +441,7 @@ static void refresh_unavailable(lt_req_t *r, lt_api_errors_t style, const char *
         lt_http_add_header(r, "retry-after", "1");
         lt__api_oauth_error(r, 503, "temporarily_unavailable", detail);
     } else {
-        unavailable(r, detail);
+        lt__api_unavailable(r, detail);
     }
 }
 
@@ -511,13 +553,13 @@ static int on_refresh(lt_req_t *r)
  * lt__api_bearer plus the shape of the ids the /v1/me statements take (our own tokens
  * always pass; anything else must not turn into a database error).
  */
-static const lt_token_t *me_bearer(lt_req_t *r)
+const lt_token_t *lt__api_me_bearer(lt_req_t *r)
 {
     const lt_token_t *t = lt__api_bearer(r);
     if (t == NULL)
         return NULL;
     if (!lt_auth_uuid_ok(t->sid) || !lt_auth_uuid_ok(t->sub) || !lt_auth_uuid_ok(t->tenant)) {
-        session_ended(r);
+        lt__api_session_ended(r);
         return NULL;
     }
     return t;
@@ -533,14 +575,14 @@ static void json_or_ended(lt_req_t *r, const char *err, PGresult *res, void *ctx
     }
     const char *json = lt_auth_value(res);
     if (json == NULL)
-        session_ended(r);
+        lt__api_session_ended(r);
     else
         lt__api_send_json_text(r, 200, json);
 }
 
 static int me_query(lt_req_t *r, const lt_store_stmt_t *stmt)
 {
-    const lt_token_t *t = me_bearer(r);
+    const lt_token_t *t = lt__api_me_bearer(r);
     if (t != NULL) {
         const char *p[] = {t->sid, t->sub, t->tenant};
         (void)lt__api_query(r, stmt, p, 3, json_or_ended, NULL);
@@ -569,12 +611,12 @@ static void session_revoked(lt_req_t *r, const char *err, PGresult *res, void *c
     else if (v != NULL && strcmp(v, "not_found") == 0)
         lt_http_problem(r, 404, "not_found", "No such session.");
     else
-        session_ended(r);
+        lt__api_session_ended(r);
 }
 
 static int on_session_delete(lt_req_t *r)
 {
-    const lt_token_t *t = me_bearer(r);
+    const lt_token_t *t = lt__api_me_bearer(r);
     if (t == NULL)
         return 0;
     const char *id = lt_req_param(r, "id");
@@ -601,7 +643,7 @@ static void logged_out(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 /* Runs a statement taking (sid, user_id, tenant_id, ip, request_id) for the bearer. */
 static int bearer_session_call(lt_req_t *r, const lt_store_stmt_t *stmt, lt_api_query_cb cb)
 {
-    const lt_token_t *t = me_bearer(r);
+    const lt_token_t *t = lt__api_me_bearer(r);
     if (t != NULL) {
         const char *p[] = {t->sid, t->sub, t->tenant, lt_req_peer(r), r->request_id};
         (void)lt__api_query(r, stmt, p, 5, cb, NULL);
@@ -621,7 +663,7 @@ static void logged_out_all(lt_req_t *r, const char *err, PGresult *res, void *ct
     if (err != NULL)
         lt__api_store_problem(r, err);
     else if (v == NULL || v[0] == '-')
-        session_ended(r);
+        lt__api_session_ended(r);
     else
         send_no_content(r, 204);
 }
@@ -651,15 +693,15 @@ static void pwchange_begun(lt_req_t *r, const char *err, PGresult *res, void *ct
         return;
     }
     if (lt_auth_decode_pwchange(res, &row) != 0) {
-        bad_row(r, "latch_password_change_begin");
+        lt__api_bad_row(r, "latch_password_change_begin");
         return;
     }
     if (row.gate == LT_AUTH_GATE_UNAUTHORIZED) {
-        session_ended(r);
+        lt__api_session_ended(r);
         return;
     }
     if (row.gate != LT_AUTH_GATE_OK) {
-        too_many(r, row.gate, row.retry_after);
+        lt__api_too_many(r, row.gate == LT_AUTH_GATE_IP_LIMITED, row.retry_after);
         return;
     }
     c->phc = pstr(r, row.phc);
@@ -681,7 +723,7 @@ static void pwchange_verified(lt_req_t *r, const lt_hasher_result_t *res, void *
 {
     pwchange_ctx_t *c = ctx;
     if (res->err != 0 && res->err != LT_EINVAL) {
-        hasher_failed(r, res->err);
+        lt__api_hasher_failed(r, res->err);
         return;
     }
     if (res->err != 0 || !res->match || c->phc == NULL) {
@@ -700,7 +742,7 @@ static void pwchange_done(lt_req_t *r, const char *err, PGresult *res, void *ctx
     else if (lt_auth_value_true(res))
         send_no_content(r, 204);
     else
-        session_ended(r);
+        lt__api_session_ended(r);
 }
 
 static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
@@ -711,7 +753,7 @@ static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ct
         return;
     }
     if (res->err != 0 || res->phc == NULL) {
-        hasher_failed(r, res->err != 0 ? res->err : LT_EIO);
+        lt__api_hasher_failed(r, res->err != 0 ? res->err : LT_EIO);
         return;
     }
     const char *p[] = {c->t->sid, c->t->sub, c->t->tenant, res->phc, lt_req_peer(r), r->request_id};
@@ -721,7 +763,7 @@ static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ct
 static int on_password_change(lt_req_t *r)
 {
     lt_api_in_t in;
-    const lt_token_t *t = me_bearer(r);
+    const lt_token_t *t = lt__api_me_bearer(r);
     if (t == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
     pwchange_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
@@ -775,7 +817,7 @@ static int on_reset_request(lt_req_t *r)
         return 0;
     reset_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     if (lt_auth_token_new(LT_AUTH_TOKEN_RESET, c->token, c->hash) != 0) {
-        unavailable(r, "No randomness is available.");
+        lt__api_unavailable(r, "No randomness is available.");
         return 0;
     }
     const char *p[] = {tenant,          email, c->token, c->hash, pint(r, cfg_of(r)->password_reset_ttl),
@@ -825,7 +867,7 @@ static void reset_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
         return;
     }
     if (res->err != 0 || res->phc == NULL) {
-        hasher_failed(r, res->err != 0 ? res->err : LT_EIO);
+        lt__api_hasher_failed(r, res->err != 0 ? res->err : LT_EIO);
         return;
     }
     const char *p[] = {c->hash, res->phc, lt_req_peer(r), r->request_id};

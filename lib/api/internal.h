@@ -235,6 +235,35 @@ typedef enum { LT_API_ERRORS_PROBLEM, LT_API_ERRORS_OAUTH } lt_api_errors_t;
 void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
                      lt_api_errors_t style);
 
+/* ---- sign-in helpers (auth.c), shared with mfa.c ------------------------------------- */
+
+struct lt_auth_session;
+/*
+ * The first-party token response body for session `s` of user `sub` in tenant `tenant`:
+ * {access_token, token_type, expires_in, refresh_token (when rt is not NULL), session_id}.
+ * NULL after answering 503 when no access token can be issued.
+ */
+json_t *lt__api_session_token_body(lt_req_t *r, const char *sub, const char *tenant,
+                                   const struct lt_auth_session *s, const char *rt);
+/* The eight lockout/rate-limit parameters of the gate statements (lt_auth_limits_params). */
+void lt__api_limits_params(lt_req_t *r, char buf[8][12], const char *out[8]);
+/* The User-Agent as a session keeps it (printable ASCII, bounded), or NULL. */
+const char *lt__api_user_agent(lt_req_t *r);
+/* 429 for a refusal of the lockout gate, with Retry-After. */
+void lt__api_too_many(lt_req_t *r, int ip_limited, int retry_after);
+/* 401 invalid_token: the bearer verified but its session has ended. */
+void lt__api_session_ended(lt_req_t *r);
+/* 503 unavailable with Retry-After: 1. */
+void lt__api_unavailable(lt_req_t *r, const char *detail);
+/* A row without the shape its SQL function promises (a deployment mismatch): logged, 503. */
+void lt__api_bad_row(lt_req_t *r, const char *what);
+/* A password job that failed for a reason other than a malformed stored hash: 503. */
+void lt__api_hasher_failed(lt_req_t *r, int err);
+/* 1 when a signing key is loaded; else 0 after answering 503. */
+int lt__api_keys_ready(lt_req_t *r);
+/* lt__api_bearer plus well-formed sid/sub/tenant (else 401 session ended). */
+const lt_token_t *lt__api_me_bearer(lt_req_t *r);
+
 /* ---- admin_common.c: what the admin surfaces share ---------------------------------- */
 
 /* Who is calling: the verified token and the tenant its queries are confined to. */
@@ -285,6 +314,8 @@ int lt__api_keys_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_keys_statements(void);
 int lt__api_clients_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_revocations_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_mfa_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_mfa_statements(void);
 /* revocations.c: per-worker SSE streams. */
 int lt__api_streams_init(lt_api_worker_t *w) LT_MUSTCHECK;
 void lt__api_streams_push(lt_api_worker_t *w); /* after new entries reached w->revs */

@@ -109,6 +109,11 @@ static const lt_config_key_t keys[] = {
     K_INT(key_rotation_interval, 0, 31536000, "0", false, "rotate the signing key automatically this often, seconds; 0 = only on request"),
     K_INT(token_cache_size, 16, 16777216, "16384", false, "verified access tokens cached per worker for introspection"),
     K_INT(maintenance_interval_ms, 100, 60000, "1000", false, "how often key promotion and clean-up run, milliseconds"),
+    K_INT(totp_window, 0, 5, "1", false, "TOTP time steps accepted on each side of now"),
+    K_INT(mfa_challenge_ttl, 1, 3600, "300", false, "lifetime of the MFA challenge a login gets before its second factor, seconds"),
+    K_INT(mfa_challenge_attempts, 1, 20, "5", false, "codes that may be tried against one MFA challenge"),
+    K_INT(mfa_enrollment_ttl, 1, 86400, "900", false, "lifetime of the enrolment-only token of tenants that require MFA, seconds"),
+    K_INT(recent_auth_window, 1, 86400, "300", false, "removing a factor or regenerating recovery codes needs an authentication this recent (or the password), seconds"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -79,6 +79,11 @@ typedef struct lt_config {
     int key_rotation_interval;
     int token_cache_size;
     int maintenance_interval_ms;
+    int totp_window;
+    int mfa_challenge_ttl;
+    int mfa_challenge_attempts;
+    int mfa_enrollment_ttl;
+    int recent_auth_window;
 } lt_config_t;
 
 /* One row of the key table, exposed for documentation checks and --help. */

@@ -179,7 +179,9 @@ int lt_problem_render(lt_buf_t *out, int status, const char *code, const char *d
                     scrubbed != NULL ? scrubbed : detail != NULL ? detail : "", "code", code);
     if (doc == NULL)
         goto done;
-    if (errors != NULL && json_object_set(doc, "errors", errors) != 0)
+    /* An object carries RFC 9457 extension members; the standard ones cannot be replaced. */
+    if (json_is_object(errors) ? json_object_update_missing(doc, errors) != 0
+                               : errors != NULL && json_object_set(doc, "errors", errors) != 0)
         goto done;
     if ((text = json_dumps(doc, JSON_COMPACT)) == NULL)
         goto done;

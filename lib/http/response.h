@@ -27,7 +27,8 @@ void lt_http_send_json(lt_req_t *r, int status, json_t *body);
 /* Adds a response header before sending; name and value are copied. */
 void lt_http_add_header(lt_req_t *r, const char *name, const char *value);
 
-/* A problem+json response. `errors` (may be NULL) is an array of {field, message}; taken. */
+/* A problem+json response. `errors` (may be NULL; taken) is an array of {field, message},
+ * or an object whose members are added as extension members (RFC 9457 §3.2). */
 void lt_http_problem(lt_req_t *r, int status, const char *code, const char *detail);
 void lt_http_problem_fields(lt_req_t *r, int status, const char *code, const char *detail, json_t *errors);
 

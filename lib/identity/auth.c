@@ -14,7 +14,8 @@
 
 /* ---- opaque tokens ------------------------------------------------------------------- */
 
-static const char *const prefixes[] = {[LT_AUTH_TOKEN_REFRESH] = "lt_rt_", [LT_AUTH_TOKEN_RESET] = "lt_pr_"};
+static const char *const prefixes[] = {[LT_AUTH_TOKEN_REFRESH] = "lt_rt_", [LT_AUTH_TOKEN_RESET] = "lt_pr_",
+                                      [LT_AUTH_TOKEN_MFA] = "lt_mf_"};
 
 static int sha256_hex(const char *s, size_t n, char hex[LT_AUTH_HASH_HEX_LEN + 1])
 {
@@ -155,13 +156,14 @@ lt_store_stmt_t lt_auth_stmt_login_fail = {
 #define SESSION_COLS "o_session_id, o_user_id, o_tenant_id, o_email, o_roles, o_amr, o_acr, o_auth_time"
 
 /* user_id, tenant_id, tenant, email, ip, user_agent, idle_ttl, max_ttl, access_ttl, rt_hash,
- * old_phc, new_phc (NULL: no upgrade), request_id */
+ * old_phc, new_phc (NULL: no upgrade), request_id, mfa token hash, challenge ttl, enrolment
+ * ttl. Status 'rotated' (a session), 'mfa_required' or 'enrollment_required' (sql/0010). */
 lt_store_stmt_t lt_auth_stmt_login_succeed = {
     .name = "auth.login_succeed",
-    .sql = "SELECT 'rotated', o_session_id, NULL::uuid, NULL::uuid, o_email, o_roles, NULL::jsonb, NULL::text,"
-           " o_auth_time, NULL::text"
-           " FROM latch_login_succeed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    .nparams = 13,
+    .sql = "SELECT CASE o_status WHEN 'ok' THEN 'rotated' ELSE o_status END, o_session_id, NULL::uuid, NULL::uuid,"
+           " o_email, o_roles, NULL::jsonb, NULL::text, o_auth_time, NULL::text"
+           " FROM latch_login_succeed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    .nparams = 16,
 };
 /* rt_hash, new_hash, new_sealed (hex), idle_ttl, access_ttl, grace, tenant_id (NULL: any),
  * ip, request_id */
@@ -355,7 +357,11 @@ static int parse_refresh(const char *s, lt_auth_refresh_t *out)
     } names[] = {{"rotated", LT_AUTH_REFRESH_OK},
                  {"repeat", LT_AUTH_REFRESH_REPEAT},
                  {"reuse", LT_AUTH_REFRESH_REUSE},
-                 {"invalid", LT_AUTH_REFRESH_INVALID}};
+                 {"invalid", LT_AUTH_REFRESH_INVALID},
+                 {"mfa_required", LT_AUTH_LOGIN_MFA_REQUIRED},
+                 {"enrollment_required", LT_AUTH_LOGIN_ENROLL_REQUIRED},
+                 {"unauthorized", LT_AUTH_SESSION_UNAUTHORIZED},
+                 {"not_found", LT_AUTH_SESSION_NOT_FOUND}};
     for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcmp(s, names[i].name) == 0) {
             *out = names[i].status;
@@ -383,7 +389,10 @@ int lt_auth_decode_session(const struct pg_result *res, lt_auth_session_t *out)
     out->acr = col(res, 7);
     const char *at = col(res, 8);
     out->successor_sealed = col(res, 9);
-    if (out->status == LT_AUTH_REFRESH_INVALID || out->status == LT_AUTH_REFRESH_REUSE)
+    if (out->status != LT_AUTH_REFRESH_OK && out->status != LT_AUTH_REFRESH_REPEAT)
+        return 0;
+    /* OK without any session field: a factor confirmed by a caller who has a session already. */
+    if (out->status == LT_AUTH_REFRESH_OK && out->session_id == NULL && out->roles == NULL && at == NULL)
         return 0;
     if (out->session_id == NULL || out->roles == NULL || at == NULL ||
         (out->status == LT_AUTH_REFRESH_REPEAT && out->successor_sealed == NULL))

@@ -32,7 +32,7 @@ struct pg_result;
 
 /* ---- opaque tokens ------------------------------------------------------------------- */
 
-/* "lt_rt_" / "lt_pr_" + base64url of 32 random bytes (256 bits). */
+/* "lt_rt_" / "lt_pr_" / "lt_mf_" + base64url of 32 random bytes (256 bits). */
 #define LT_AUTH_TOKEN_PREFIX_LEN 6
 #define LT_AUTH_TOKEN_LEN (LT_AUTH_TOKEN_PREFIX_LEN + 43)
 /* Lower-case hex of the token's SHA-256, as the statements take it. */
@@ -40,7 +40,8 @@ struct pg_result;
 
 typedef enum {
     LT_AUTH_TOKEN_REFRESH = 0, /* lt_rt_ */
-    LT_AUTH_TOKEN_RESET = 1    /* lt_pr_ */
+    LT_AUTH_TOKEN_RESET = 1,   /* lt_pr_ */
+    LT_AUTH_TOKEN_MFA = 2      /* lt_mf_: an MFA challenge or an enrolment-only token */
 } lt_auth_token_kind_t;
 
 /**
@@ -156,7 +157,13 @@ typedef enum {
     LT_AUTH_REFRESH_OK = 0,  /* rotated: answer with the new token */
     LT_AUTH_REFRESH_REPEAT,  /* within the grace window: answer with the sealed successor */
     LT_AUTH_REFRESH_REUSE,   /* reuse detected: the session has ended; invalid_grant */
-    LT_AUTH_REFRESH_INVALID  /* anything else wrong; invalid_grant */
+    LT_AUTH_REFRESH_INVALID, /* anything else wrong; invalid_grant */
+    /* Login (sql/0010): the password matched but no session yet. */
+    LT_AUTH_LOGIN_MFA_REQUIRED,    /* a second factor is due: the MFA token is a challenge */
+    LT_AUTH_LOGIN_ENROLL_REQUIRED, /* the tenant requires MFA: the MFA token is enrolment-only */
+    /* The MFA statements that end in a session (mfa/factors.h) also answer: */
+    LT_AUTH_SESSION_UNAUTHORIZED,  /* the caller's session or enrolment token is not live */
+    LT_AUTH_SESSION_NOT_FOUND      /* the factor is gone or no longer pending */
 } lt_auth_refresh_t;
 
 /* A session as login and refresh return it: what an access token needs. */
@@ -173,8 +180,9 @@ typedef struct lt_auth_session {
 } lt_auth_session_t;
 
 /**
- * Decodes the row of lt_auth_stmt_login_succeed or lt_auth_stmt_refresh. The session
- * fields are checked only for OK and REPEAT.
+ * Decodes the row of lt_auth_stmt_login_succeed, lt_auth_stmt_refresh or the MFA
+ * statements ending in a session. The session fields are checked only for OK and REPEAT;
+ * OK may come without any (session_id NULL) from an MFA confirmation by a signed-in caller.
  * @return 0, LT_ENOTFOUND (login: no row, the user is no longer active), LT_EINVAL
  *         (unexpected shape).
  */

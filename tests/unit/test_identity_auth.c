@@ -248,8 +248,8 @@ static void login(PGconn *c, const db_t *d, rt_t *rt, char sid[40])
 {
     assert_int_equal(lt_auth_token_new(LT_AUTH_TOKEN_REFRESH, rt->token, rt->hash), 0);
     const char *p[] = {d->user, d->tenant, "acme", "alice@acme.test", "203.0.113.7", "test", "3600", "86400", "600",
-                       rt->hash, NULL, NULL, "req-login"};
-    PGresult *r = PQexecParams(c, lt_auth_stmt_login_succeed.sql, 13, NULL, p, NULL, NULL, 0);
+                       rt->hash, NULL, NULL, "req-login", rt->hash, "300", "900"};
+    PGresult *r = PQexecParams(c, lt_auth_stmt_login_succeed.sql, 16, NULL, p, NULL, NULL, 0);
     lt_auth_session_t s;
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         fail_msg("login: %s", PQerrorMessage(c));
