@@ -57,7 +57,7 @@ char *lt__api_pool_json(lt_req_t *r, const json_t *v)
 void lt__api_internal_error(lt_req_t *r, const char *what)
 {
     lt_log(LT_LOG_ERROR, "api", "request %s: %s", r->request_id, what);
-    lt_http_problem(r, 500, "lt__api_internal_error", "The request could not be completed.");
+    lt_http_problem(r, 500, "internal_error", "The request could not be completed.");
 }
 
 /*
@@ -93,7 +93,7 @@ void lt__api_admin_failed(lt_req_t *r, const char *err, PGresult *res)
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     lt_log(LT_LOG_ERROR, "api", "request %s: admin statement failed: %s %s", r->request_id, state ? state : "-",
            msg ? msg : "-");
-    lt_http_problem(r, 500, "lt__api_internal_error", "The request could not be completed.");
+    lt_http_problem(r, 500, "internal_error", "The request could not be completed.");
 }
 
 
