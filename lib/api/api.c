@@ -15,12 +15,14 @@
 #include "api/internal.h"
 #include "audit/audit.h"
 #include "identity/auth.h"
+#include "policy/store.h"
 
 const char *const lt__api_channel_names[LT_CHANNEL_COUNT] = {
     [LT_CHANNEL_TEST] = "latch_test", /* proves the fan-out; carries nothing */
     [LT_CHANNEL_REVOCATIONS] = "latch_revocations",
     [LT_CHANNEL_KEYS] = "latch_keys",
     [LT_CHANNEL_CLIENTS] = "latch_clients",
+    [LT_CHANNEL_POLICY] = "latch_policy",
 };
 
 /* Revocation lines per broadcast when an instance catches up. */
@@ -64,6 +66,36 @@ static int load_keys(lt_api_t *api)
     lt_keyring_holder_set(&api->keys, kr);
     lt_log(LT_LOG_INFO, "api", "signing keys loaded (active kid %s)",
            lt_keyring_active(kr) != NULL ? lt_key_kid(lt_keyring_active(kr)) : "none");
+    return 0;
+}
+
+/* lt_holder_t speaks void *: typed adapters rather than casting function pointers. */
+static void *snapshot_ref(void *s)
+{
+    lt_policy_snapshot_incref(s);
+    return s;
+}
+
+static void snapshot_unref(void *s)
+{
+    lt_policy_snapshot_decref(s);
+}
+
+/* Loads the policy snapshot into the holder (blocking: start-up and control thread). */
+static int load_policies(lt_api_t *api)
+{
+    char err[256];
+    lt_policy_snapshot_t *s = NULL;
+    int ret = lt_policy_load(api->cfg->database_url, &s, err, sizeof(err));
+    if (ret != 0) {
+        lt_log(LT_LOG_WARN, "api", "policies not loaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "", err);
+        return ret;
+    }
+    lt_policy_stats_t st;
+    lt_policy_snapshot_stats(s, &st);
+    lt_log(LT_LOG_DEBUG, "api", "policy snapshot: %zu roles, %zu policies, %zu subjects", st.roles, st.policies,
+           st.subjects);
+    lt_holder_set(&api->decisions, s);
     return 0;
 }
 
@@ -215,10 +247,16 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
         free(api);
         return ret;
     }
+    if ((ret = lt_holder_init(&api->decisions, snapshot_ref, snapshot_unref)) != 0) {
+        lt_clients_holder_dispose(&api->clients);
+        lt_keyring_holder_dispose(&api->keys);
+        free(api);
+        return ret;
+    }
     if ((ret = lt__api_ops_statements()) != 0 || (ret = lt_audit_statements()) != 0 ||
         (ret = lt__api_auth_statements()) != 0 || (ret = lt__api_admin_statements()) != 0 ||
         (ret = lt__api_oauth_statements()) != 0 || (ret = lt__api_keys_statements()) != 0 ||
-        (ret = lt__api_mfa_statements()) != 0)
+        (ret = lt__api_mfa_statements()) != 0 || (ret = lt__api_policy_statements()) != 0)
         goto fail;
     if ((ret = lt_password_policy_create(cfg->password_min_length, &api->policy)) != 0) {
         lt_log(LT_LOG_ERROR, "api", "password policy: %s", lt_strerror(ret));
@@ -250,6 +288,13 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
             goto fail;
         lt_clients_holder_set(&api->clients, none);
     }
+    /* Decisions likewise: an empty snapshot (everything denied) until the first load. */
+    if (load_policies(api) != 0) {
+        lt_policy_snapshot_t *none = NULL;
+        if ((ret = lt_policy_empty(&none)) != 0)
+            goto fail;
+        lt_holder_set(&api->decisions, none);
+    }
     if ((ret = maint_start(api)) != 0)
         goto fail;
     *out = api;
@@ -265,7 +310,8 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
     if ((ret = lt__api_ops_routes(api, router)) != 0 || (ret = lt__api_auth_routes(api, router)) != 0 ||
         (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0 ||
         (ret = lt__api_oauth_routes(api, router)) != 0 || (ret = lt__api_clients_routes(api, router)) != 0 ||
-        (ret = lt__api_revocations_routes(api, router)) != 0 || (ret = lt__api_mfa_routes(api, router)) != 0)
+        (ret = lt__api_revocations_routes(api, router)) != 0 || (ret = lt__api_mfa_routes(api, router)) != 0 ||
+        (ret = lt__api_access_routes(api, router)) != 0 || (ret = lt__api_policy_routes(api, router)) != 0)
         return ret;
     return 0;
 }
@@ -281,6 +327,8 @@ static void worker_free(lt_api_worker_t *w)
         lt_keyring_unref(w->ring);
     if (w->clients != NULL)
         lt_clients_unref(w->clients);
+    if (w->snapshot != NULL)
+        lt_policy_snapshot_decref(w->snapshot);
     free(w->jwks);
     free(w);
 }
@@ -315,6 +363,7 @@ static int worker_init(int id, struct st_h2o_evloop_t *loop, void **app, void *d
     }
     w->ring = lt_keyring_holder_get(&api->keys);
     w->clients = lt_clients_holder_get(&api->clients);
+    w->snapshot = lt_holder_get(&api->decisions);
     *app = w;
     return 0;
 }
@@ -364,6 +413,13 @@ static void worker_notify(void *app, const char *channel, const char *payload, v
             if (w->clients != NULL)
                 lt_clients_unref(w->clients);
             w->clients = cs;
+        }
+    } else if (strcmp(channel, LT_BC_POLICY) == 0) {
+        lt_policy_snapshot_t *ps = lt_holder_get(&api->decisions);
+        if (ps != NULL) {
+            if (w->snapshot != NULL)
+                lt_policy_snapshot_decref(w->snapshot);
+            w->snapshot = ps;
         }
     }
 }
@@ -454,6 +510,8 @@ void lt_api_on_notify(const char *channel, const char *payload, void *data)
             lt_http_server_broadcast(api->server, LT_BC_KEYS, "");
         if (load_clients(api) == 0)
             lt_http_server_broadcast(api->server, LT_BC_CLIENTS, "");
+        if (load_policies(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_POLICY, "");
         resync_revocations(api);
         return;
     }
@@ -472,6 +530,12 @@ void lt_api_on_notify(const char *channel, const char *payload, void *data)
     } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_CLIENTS]) == 0) {
         if (load_clients(api) == 0)
             lt_http_server_broadcast(api->server, LT_BC_CLIENTS, "");
+        /* Clients are subjects of decisions too. */
+        if (load_policies(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_POLICY, "");
+    } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_POLICY]) == 0) {
+        if (load_policies(api) == 0)
+            lt_http_server_broadcast(api->server, LT_BC_POLICY, "");
     }
     lt_http_server_broadcast(api->server, channel, payload);
 }
@@ -486,6 +550,7 @@ void lt_api_destroy(lt_api_t **pa)
     lt_password_policy_destroy(&api->policy);
     lt_keyring_holder_dispose(&api->keys);
     lt_clients_holder_dispose(&api->clients);
+    lt_holder_dispose(&api->decisions);
     pthread_mutex_destroy(&api->rev_lock);
     free(api);
     *pa = NULL;

@@ -16,6 +16,7 @@
 #include "identity/admin.h"
 #include "identity/clients.h"
 #include "identity/password.h"
+#include "policy/engine.h"
 #include "store/store.h"
 #include "token/cache.h"
 #include "token/revset.h"
@@ -24,7 +25,14 @@
 struct pg_result;
 
 /* Notification channels (LISTEN), index-aligned with lt__api_channel_names. */
-enum { LT_CHANNEL_TEST = 0, LT_CHANNEL_REVOCATIONS, LT_CHANNEL_KEYS, LT_CHANNEL_CLIENTS, LT_CHANNEL_COUNT };
+enum {
+    LT_CHANNEL_TEST = 0,
+    LT_CHANNEL_REVOCATIONS,
+    LT_CHANNEL_KEYS,
+    LT_CHANNEL_CLIENTS,
+    LT_CHANNEL_POLICY,
+    LT_CHANNEL_COUNT
+};
 extern const char *const lt__api_channel_names[LT_CHANNEL_COUNT];
 
 /*
@@ -36,11 +44,13 @@ extern const char *const lt__api_channel_names[LT_CHANNEL_COUNT];
  *                      stays 503 until a worker has seen this once)
  *   LT_BC_KEYS         the keyring holder has a new ring: take a reference, bump ring_gen
  *   LT_BC_CLIENTS      the clients holder has a new snapshot: take a reference
+ *   LT_BC_POLICY       the decisions holder has a new policy snapshot: take a reference
  */
 #define LT_BC_REVOCATIONS "latch_revocations"
 #define LT_BC_REV_SYNCED "latch.revocations.synced"
 #define LT_BC_KEYS "latch.keys"
 #define LT_BC_CLIENTS "latch.clients"
+#define LT_BC_POLICY "latch.policy"
 
 struct lt_api {
     const lt_config_t *cfg;
@@ -49,6 +59,7 @@ struct lt_api {
     lt_hasher_t *hasher;          /* argon2id pool shared by every worker */
     lt_password_policy_t *policy; /* runs on the hasher threads */
     lt_clients_holder_t clients;  /* OAuth clients; swapped by the control thread */
+    lt_holder_t decisions;        /* policy snapshot (lt_policy_snapshot_t); likewise */
     pthread_mutex_t rev_lock;     /* orders revocation broadcasts: control vs maintenance thread */
     uint64_t rev_seq;             /* highest revocation seq broadcast (under rev_lock) */
     int rev_resync;               /* a resync failed: the maintenance thread retries (atomic) */
@@ -65,6 +76,7 @@ typedef struct lt_api_worker {
     lt_keyring_t *ring;                       /* this worker's reference (LT_BC_KEYS) */
     uint64_t ring_gen;                        /* bumped on every ring swap */
     lt_clients_t *clients;                    /* this worker's reference (LT_BC_CLIENTS) */
+    lt_policy_snapshot_t *snapshot;           /* this worker's reference (LT_BC_POLICY) */
     lt_tcache_t *tcache;                      /* verified access tokens */
     lt_revset_t *revs;                        /* revoked sids and jtis */
     int revs_synced;                          /* saw LT_BC_REV_SYNCED at least once */
@@ -315,6 +327,9 @@ int lt__api_keys_statements(void);
 int lt__api_clients_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_revocations_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_mfa_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_access_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_policy_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_policy_statements(void);
 int lt__api_mfa_statements(void);
 /* revocations.c: per-worker SSE streams. */
 int lt__api_streams_init(lt_api_worker_t *w) LT_MUSTCHECK;

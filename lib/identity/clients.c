@@ -187,7 +187,7 @@ done:
 
 static const char *const grant_names[] = {"client_credentials", "refresh_token"};
 static const unsigned grant_bits[] = {LT_GRANT_CLIENT_CREDENTIALS, LT_GRANT_REFRESH_TOKEN};
-static const char *const permission_names[] = {"introspect", "revoke", "revocations"};
+static const char *const permission_names[] = {"introspect", "revoke", "revocations", "decide"};
 
 unsigned lt_client_grant_bit(const char *s)
 {
@@ -269,7 +269,7 @@ int lt_client_list_check(const json_t *arr, lt_client_list_kind_t kind, const ch
             break;
         case LT_CLIENT_LIST_PERMISSIONS:
             if (!lt_client_permission_ok(s)) {
-                *why = "may hold only \"introspect\", \"revoke\" and \"revocations\"";
+                *why = "may hold only \"introspect\", \"revoke\", \"revocations\" and \"decide\"";
                 return LT_EINVAL;
             }
             break;
@@ -416,26 +416,6 @@ int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out)
 }
 
 /* A blocking connection as the runtime user, or NULL after filling `err`. */
-static PGconn *connect_db(const char *conninfo, const char *app, char *err, size_t errlen)
-{
-    const char *const keys[] = {"dbname", "client_encoding", "application_name", NULL};
-    const char *const vals[] = {conninfo, "UTF8", app, NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        lt_errf(err, errlen, "cannot connect to the database: %s", conn != NULL ? PQerrorMessage(conn) : "out of memory");
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
-/* The primary message only: a DETAIL may quote row values. */
-static void query_err(PGresult *r, PGconn *conn, const char *what, char *err, size_t errlen)
-{
-    const char *msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    lt_errf(err, errlen, "%s: %s", what, msg != NULL ? msg : PQerrorMessage(conn));
-}
-
 int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t errlen)
 {
     PGresult *r = NULL;
@@ -444,12 +424,12 @@ int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t 
     *out = NULL;
     if (conninfo == NULL)
         return LT_EINVAL;
-    PGconn *conn = connect_db(conninfo, "latch-clients", err, errlen);
+    PGconn *conn = lt_store_connect_blocking(conninfo, "latch-clients", err, errlen);
     if (conn == NULL)
         return LT_EUNAVAIL;
     r = PQexecParams(conn, lt_clients_load_sql, 0, NULL, NULL, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        query_err(r, conn, "loading clients", err, errlen);
+        lt_store_query_error(r, conn, "loading clients", err, errlen);
         ret = LT_EIO;
         goto done;
     }
@@ -544,7 +524,7 @@ static int tenant_id_of(PGconn *conn, const char *tenant, char id[LT_ADMIN_UUID_
     PGresult *r = PQexecParams(conn, "SELECT id FROM tenants WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
     int ret = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        query_err(r, conn, "looking up the tenant", err, errlen);
+        lt_store_query_error(r, conn, "looking up the tenant", err, errlen);
         ret = LT_EIO;
     } else if (PQntuples(r) != 1 || PQgetlength(r, 0, 0) != LT_ADMIN_UUID_LEN) {
         lt_errf(err, errlen, "no tenant named %s", tenant);
@@ -566,7 +546,7 @@ static int run_write(PGconn *conn, const char *sql, int nparams, const char *con
     PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
     *body = NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        query_err(r, conn, what, err, errlen);
+        lt_store_query_error(r, conn, what, err, errlen);
         ret = LT_EIO;
     } else if (lt_admin_result(r, &code, &doc) != 0) {
         lt_errf(err, errlen, "%s: unexpected result shape", what);
@@ -612,7 +592,7 @@ int lt_clients_admin_create(const char *conninfo, const char *tenant, const char
         ret = LT_ENOMEM;
         goto done;
     }
-    if ((conn = connect_db(conninfo, "latchctl-clients", err, errlen)) == NULL) {
+    if ((conn = lt_store_connect_blocking(conninfo, "latchctl-clients", err, errlen)) == NULL) {
         ret = LT_EUNAVAIL;
         goto done;
     }
@@ -650,7 +630,7 @@ int lt_clients_admin_list(const char *conninfo, const char *tenant, json_t **out
     *out = NULL;
     if (conninfo == NULL || tenant == NULL)
         return LT_EINVAL;
-    PGconn *conn = connect_db(conninfo, "latchctl-clients", err, errlen);
+    PGconn *conn = lt_store_connect_blocking(conninfo, "latchctl-clients", err, errlen);
     if (conn == NULL)
         return LT_EUNAVAIL;
     if ((ret = tenant_id_of(conn, tenant, tid, err, errlen)) != 0)
@@ -661,7 +641,7 @@ int lt_clients_admin_list(const char *conninfo, const char *tenant, json_t **out
                      "FROM oauth_clients c WHERE c.tenant_id = $1::uuid",
                      1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
-        query_err(r, conn, "listing clients", err, errlen);
+        lt_store_query_error(r, conn, "listing clients", err, errlen);
         ret = LT_EIO;
         goto done;
     }
@@ -682,7 +662,7 @@ int lt_clients_admin_delete(const char *conninfo, const char *tenant, const char
     lt_errf(err, errlen, "%s", "");
     if (conninfo == NULL || tenant == NULL || client == NULL)
         return LT_EINVAL;
-    PGconn *conn = connect_db(conninfo, "latchctl-clients", err, errlen);
+    PGconn *conn = lt_store_connect_blocking(conninfo, "latchctl-clients", err, errlen);
     if (conn == NULL)
         return LT_EUNAVAIL;
     if ((ret = tenant_id_of(conn, tenant, tid, err, errlen)) != 0)

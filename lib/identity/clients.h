@@ -114,7 +114,7 @@ int lt_clients_statements(void) LT_MUSTCHECK;
 
 /* The LT_GRANT_* bit of a grant type name ("client_credentials", "refresh_token"), else 0. */
 unsigned lt_client_grant_bit(const char *s);
-/* 1 if `s` is a permission Latch knows ("introspect", "revoke", "revocations"). */
+/* 1 if `s` is a permission Latch knows ("introspect", "revoke", "revocations", "decide"). */
 int lt_client_permission_ok(const char *s);
 /* 1 if s[0..n) is a scope token: 1..64 of A-Z a-z 0-9 _ . : / - */
 int lt_client_scope_ok(const char *s, size_t n);

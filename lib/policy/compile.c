@@ -186,6 +186,25 @@ int lt_policy_expr_compile(const char *src, size_t n, const lt_policy_vars_t *va
     return compile(&s, vars, true, out, err);
 }
 
+int lt__var_check(const lt_policy_vars_t *vars, size_t i, lt_policy_error_t *err)
+{
+    if (err != NULL)
+        memset(err, 0, sizeof(*err));
+    if (vars == NULL || i >= vars->n)
+        return LT_EINVAL;
+    /* `variables.NAME` as the condition: the checker validates names, parses NAME and
+     * everything it reaches, and catches cycles through it. */
+    char ref[LT_POLICY_MAX_VAR_NAME + 16];
+    const char *name = vars->items[i].name != NULL ? vars->items[i].name : "";
+    int len = snprintf(ref, sizeof(ref), "variables[\"%s\"]", name);
+    if (len < 0 || (size_t)len >= sizeof(ref) || strpbrk(name, "\"\\") != NULL) {
+        lt__error(err, NULL, 0, 0, "invalid variable name '%.64s'", name);
+        return LT_EINVAL;
+    }
+    lt__src_t s = {.p = ref, .n = (size_t)len};
+    return compile(&s, vars, false, NULL, err);
+}
+
 int lt_policy_vars_check(const lt_policy_vars_t *vars, lt_policy_error_t *err)
 {
     if (err != NULL)
@@ -193,17 +212,7 @@ int lt_policy_vars_check(const lt_policy_vars_t *vars, lt_policy_error_t *err)
     if (vars == NULL)
         return 0;
     for (size_t i = 0; i < vars->n; i++) {
-        /* `variables.NAME` as the condition: the checker validates names, parses NAME and
-         * everything it reaches, and catches cycles through it. */
-        char ref[LT_POLICY_MAX_VAR_NAME + 16];
-        const char *name = vars->items[i].name != NULL ? vars->items[i].name : "";
-        int len = snprintf(ref, sizeof(ref), "variables[\"%s\"]", name);
-        if (len < 0 || (size_t)len >= sizeof(ref) || strpbrk(name, "\"\\") != NULL) {
-            lt__error(err, NULL, 0, 0, "invalid variable name '%.64s'", name);
-            return LT_EINVAL;
-        }
-        lt__src_t s = {.p = ref, .n = (size_t)len};
-        int rc = compile(&s, vars, false, NULL, err);
+        int rc = lt__var_check(vars, i, err);
         if (rc != 0)
             return rc;
     }

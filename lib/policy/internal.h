@@ -262,6 +262,12 @@ int lt__parse(lt__arena_t *a, const lt__src_t *src, lt__ast_t **out, lt_policy_e
 int lt__check(lt__arena_t *a, const lt__src_t *src, lt__ast_t **root, const lt_policy_vars_t *vars, bool want_bool,
               lt_policy_error_t *err);
 
+/*
+ * Checks variable `i` of `vars` as lt_policy_vars_check checks each (so callers can report
+ * every broken variable, not only the first). @return as lt_policy_vars_check.
+ */
+int lt__var_check(const lt_policy_vars_t *vars, size_t i, lt_policy_error_t *err);
+
 void lt__error(lt_policy_error_t *err, const lt__src_t *src, int line, int col, const char *fmt, ...)
     LT_PRINTF(5, 6);
 

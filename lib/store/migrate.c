@@ -292,3 +292,23 @@ fail:
     free(sums);
     return ret;
 }
+
+struct pg_conn *lt_store_connect_blocking(const char *conninfo, const char *app, char *err, size_t errlen)
+{
+    const char *const keys[] = {"dbname", "client_encoding", "application_name", NULL};
+    const char *const vals[] = {conninfo, "UTF8", app, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        lt_errf(err, errlen, "cannot connect to the database: %s", conn != NULL ? PQerrorMessage(conn) : "out of memory");
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+void lt_store_query_error(const struct pg_result *r, const struct pg_conn *conn, const char *what, char *err,
+                          size_t errlen)
+{
+    const char *msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    lt_errf(err, errlen, "%s: %s", what, msg != NULL ? msg : PQerrorMessage(conn));
+}

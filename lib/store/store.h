@@ -40,6 +40,7 @@
 
 struct st_h2o_evloop_t;
 struct pg_result;
+struct pg_conn;
 
 typedef struct lt_store lt_store_t;
 typedef struct lt_store_query lt_store_query_t;
@@ -166,6 +167,16 @@ typedef struct lt_migration {
     const char *sql;
     size_t len;
 } lt_migration_t;
+
+/*
+ * Blocking one-off connections, for threads that are not worker loops (the control and
+ * maintenance threads, latchctl): connects with client_encoding UTF8 and the given
+ * application_name. NULL on failure, `err` saying why (never a password: libpq's message).
+ */
+struct pg_conn *lt_store_connect_blocking(const char *conninfo, const char *app, char *err, size_t errlen);
+/* `what`: the primary message of a failed query (a DETAIL may quote row values). */
+void lt_store_query_error(const struct pg_result *r, const struct pg_conn *conn, const char *what, char *err,
+                          size_t errlen);
 
 /* The migrations compiled into this binary from sql/, in order. */
 extern const lt_migration_t lt_migrations[];
