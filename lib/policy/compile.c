@@ -19,22 +19,20 @@
 
 /* ---- arena --------------------------------------------------------------------------- */
 
-typedef struct chunk {
-    struct chunk *next;
+struct lt__chunk {
+    struct lt__chunk *next;
     size_t used, cap;
     max_align_t data[];
-} chunk_t;
-
-struct lt__arena {
-    chunk_t *head;
 };
 
 void *lt__arena_alloc(lt__arena_t *a, size_t n)
 {
     n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (n == 0)
+        n = sizeof(max_align_t);
     if (a->head == NULL || a->head->cap - a->head->used < n) {
         size_t cap = n > 16384 ? n : 16384;
-        chunk_t *c = malloc(sizeof(*c) + cap);
+        lt__chunk_t *c = malloc(sizeof(*c) + cap);
         if (c == NULL)
             return NULL;
         c->next = a->head;
@@ -47,10 +45,10 @@ void *lt__arena_alloc(lt__arena_t *a, size_t n)
     return p;
 }
 
-static void arena_free(lt__arena_t *a)
+void lt__arena_free(lt__arena_t *a)
 {
     while (a->head != NULL) {
-        chunk_t *next = a->head->next;
+        lt__chunk_t *next = a->head->next;
         free(a->head);
         a->head = next;
     }
@@ -170,7 +168,7 @@ static int compile(const lt__src_t *src, const lt_policy_vars_t *vars, bool want
 done:
     if (rc == LT_ENOMEM)
         lt__error(err, src, 0, 0, "out of memory");
-    arena_free(&a);
+    lt__arena_free(&a);
     return rc;
 }
 

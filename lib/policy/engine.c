@@ -37,40 +37,17 @@
 
 /* ---- arena, vectors, maps -------------------------------------------------------------- */
 
-typedef struct pe_chunk {
-    struct pe_chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} pe_chunk_t;
-
 void *pe_alloc(pe_arena_t *a, size_t n)
 {
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (n == 0)
-        n = sizeof(max_align_t);
-    if (a->head == NULL || a->head->cap - a->head->used < n) {
-        size_t cap = n > 32768 ? n : 32768;
-        pe_chunk_t *c = malloc(sizeof(*c) + cap);
-        if (c == NULL)
-            return NULL;
-        c->next = a->head;
-        c->used = 0;
-        c->cap = cap;
-        a->head = c;
-    }
-    void *p = (char *)a->head->data + a->head->used;
-    a->head->used += n;
-    memset(p, 0, n);
+    void *p = lt__arena_alloc(a, n);
+    if (p != NULL)
+        memset(p, 0, n);
     return p;
 }
 
 void pe_arena_free(pe_arena_t *a)
 {
-    while (a->head != NULL) {
-        pe_chunk_t *next = a->head->next;
-        free(a->head);
-        a->head = next;
-    }
+    lt__arena_free(a);
 }
 
 char *pe_strndup(pe_arena_t *a, const char *s, size_t n)

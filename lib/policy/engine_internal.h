@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "policy/engine.h"
+#include "policy/internal.h"
 
 /* Limits: documents and roles come from administrators, but a snapshot is rebuilt on every
  * change and decisions walk these lists, so each is bounded. */
@@ -31,10 +32,8 @@
 #define PE_MAX_SUBJECT_ROLES 256
 #define PE_MAX_INHERIT_DEPTH 64
 
-typedef struct pe_chunk pe_chunk_t;
-typedef struct pe_arena {
-    pe_chunk_t *head;
-} pe_arena_t;
+/* The engine's allocations share the condition compiler's bump allocator. */
+typedef lt__arena_t pe_arena_t;
 
 void *pe_alloc(pe_arena_t *a, size_t n); /* zeroed */
 void pe_arena_free(pe_arena_t *a);

@@ -237,9 +237,14 @@ struct lt_policy_expr {
     /* followed in the same allocation by the nodes and the string bytes */
 };
 
-/* A bump allocator for one compilation: AST nodes, kid arrays, decoded strings. */
-typedef struct lt__arena lt__arena_t;
+/* A bump allocator (one compilation's AST nodes, kid arrays and decoded strings; the
+ * engine's snapshot): memory is not zeroed, and is all freed at once. Start from {NULL}. */
+typedef struct lt__chunk lt__chunk_t;
+typedef struct lt__arena {
+    lt__chunk_t *head;
+} lt__arena_t;
 void *lt__arena_alloc(lt__arena_t *a, size_t n);
+void lt__arena_free(lt__arena_t *a);
 
 /* Where one source is being parsed, for error reports. */
 typedef struct lt__src {
