@@ -759,8 +759,13 @@ class OpenAPI:
 
 
 def strong_password():
-    """A password the policy accepts (random, mixed classes)."""
-    return "Ax9!" + secrets.token_urlsafe(15)
+    """A password the policy accepts (random, mixed classes). cracklib calls a password
+    "too simplistic/systematic" when too many neighbouring characters are adjacent in
+    ASCII (ab, 98, ...); random text has a few now and then, so such draws are redone."""
+    while True:
+        pw = "Ax9!" + secrets.token_urlsafe(15)
+        if not any(abs(ord(a) - ord(b)) <= 1 for a, b in zip(pw, pw[1:])):
+            return pw
 
 
 def wait_for(pred, timeout=5.0, step=0.05):
