@@ -111,9 +111,9 @@ static int on_tenant_create(lt_req_t *r)
 {
     lt_api_caller_t c;
     lt_api_in_t in;
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:tenants:create") != 0)
         return 0;
-    if (c.scope != NULL) {
+    if (c.scope != NULL) { /* a privileged permission: only global roles grant it */
         lt_http_problem(r, 403, "forbidden", "Creating tenants needs the global_admin role.");
         return 0;
     }
@@ -138,7 +138,7 @@ static int on_tenant_list(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_page_t p;
     lt_api_in_t q = {0}; /* query parameters: errors only, no body */
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:tenants:read") != 0)
         return 0;
     lt__api_page_parse(r, &p, &q);
     if (lt__api_in_done(r, &q) != 0)
@@ -152,7 +152,7 @@ static int on_tenant_get(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such tenant.")) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:tenants:read") != 0 || (id = path_id(r, "No such tenant.")) == NULL)
         return 0;
     const char *params[] = {c.scope, id};
     lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_GET], params, 2, lt__api_admin_doc_done, (void *)"No such tenant.");
@@ -219,7 +219,7 @@ static int on_tenant_patch(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_in_t in;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such tenant.")) == NULL || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:tenants:write") != 0 || (id = path_id(r, "No such tenant.")) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
     const char *display = lt__api_in_str(&in, "display_name", 0, DISPLAY_NAME_MAX * 4);
     json_t *settings = lt__api_in_obj(&in, "settings", 0);
@@ -305,7 +305,7 @@ static int on_user_create(lt_req_t *r)
     json_t *roles = NULL;
     user_create_t *u = h2o_mem_alloc_pool(&r->req->pool, sizeof(*u));
     memset(u, 0, sizeof(*u));
-    if (lt__api_admin_caller(r, &u->c) != 0 || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &u->c, "latch:users:write") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
 
     const char *email = lt__api_in_str(&in, "email", 1, 1024);
@@ -329,6 +329,10 @@ static int on_user_create(lt_req_t *r)
     if (lt__api_in_done(r, &in) != 0)
         goto done;
 
+    if (json_array_size(roles) > 0 && !lt__api_user_may(r, u->c.t, "latch:roles:assign")) {
+        lt_http_problem(r, 403, "forbidden", "Creating a user with roles needs the permission latch:roles:assign.");
+        goto done;
+    }
     if (u->c.scope != NULL && roles_have(roles, "global_admin")) {
         lt_http_problem(r, 403, "forbidden", "Only a global admin may grant global_admin.");
         goto done;
@@ -356,7 +360,7 @@ static int on_user_list(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_page_t p;
     lt_api_in_t q = {0}; /* query parameters: errors only, no body */
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:users:read") != 0)
         return 0;
     lt__api_page_parse(r, &p, &q);
     const char *email = lt_req_query(r, "email"), *tenant_id = lt_req_query(r, "tenant_id");
@@ -377,7 +381,7 @@ static int on_user_get(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:users:read") != 0 || (id = path_id(r, "No such user.")) == NULL)
         return 0;
     const char *params[] = {c.scope, id};
     lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_GET], params, 2, lt__api_admin_doc_done, (void *)"No such user.");
@@ -391,7 +395,7 @@ static int on_user_patch(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_in_t in;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:users:write") != 0 || (id = path_id(r, "No such user.")) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
     json_t *attributes = lt__api_in_obj(&in, "attributes", 1);
     if (lt__api_in_done(r, &in) != 0)
@@ -411,7 +415,7 @@ static int user_action(lt_req_t *r, const char *action)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:users:write") != 0 || (id = path_id(r, "No such user.")) == NULL)
         return 0;
     const char *params[] = {c.scope, id, action, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_USER_ACTION], params, 6, on_write_done, (void *)(intptr_t)200);
@@ -443,7 +447,7 @@ static int on_user_force_reset(lt_req_t *r)
     lt_api_caller_t c;
     const char *id;
     char token[LT_AUTH_TOKEN_LEN + 1], hash[LT_AUTH_HASH_HEX_LEN + 1], ttl[16];
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r, "No such user.")) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:users:write") != 0 || (id = path_id(r, "No such user.")) == NULL)
         return 0;
     if (lt_auth_token_new(LT_AUTH_TOKEN_RESET, token, hash) != 0) {
         lt__api_internal_error(r, "no randomness for a reset token");

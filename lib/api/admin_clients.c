@@ -149,7 +149,7 @@ static int on_create(lt_req_t *r)
     const char *why;
     json_t *grants = NULL, *scopes = NULL, *perms = NULL;
     char id[LT_CLIENT_ID_LEN + 1], secret[LT_CLIENT_SECRET_LEN + 1], hash[65];
-    if (lt__api_admin_caller(r, &c) != 0 || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:clients:write") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
     const char *name = lt__api_in_str(&in, "name", 1, LT_CLIENT_NAME_MAX * 4);
     const char *tenant_id = lt__api_in_str(&in, "tenant_id", 0, 64);
@@ -191,7 +191,7 @@ static int on_list(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_in_t q = {0}; /* query parameters: errors only, no body */
     lt_api_page_t page;
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:clients:read") != 0)
         return 0;
     lt__api_page_parse(r, &page, &q);
     const char *tenant_id = lt_req_query(r, "tenant_id");
@@ -208,7 +208,7 @@ static int on_get(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r)) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:clients:read") != 0 || (id = path_id(r)) == NULL)
         return 0;
     const char *params[] = {c.scope, id};
     lt__api_admin_run(r, &c, &lt_clients_stmt_get, params, 2, lt__api_admin_doc_done, (void *)"No such client.");
@@ -219,7 +219,7 @@ static int on_delete(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r)) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:clients:write") != 0 || (id = path_id(r)) == NULL)
         return 0;
     write_t *w = h2o_mem_alloc_pool(&r->req->pool, sizeof(*w));
     w->status = 204;
@@ -235,7 +235,7 @@ static int on_rotate_secret(lt_req_t *r)
     lt_api_caller_t c;
     const char *id;
     char cid[LT_CLIENT_ID_LEN + 1], secret[LT_CLIENT_SECRET_LEN + 1], hash[65];
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_id(r)) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:clients:write") != 0 || (id = path_id(r)) == NULL)
         return 0;
     /* Only the secret is used; the fresh id goes unused. */
     if (lt_client_credentials_new(cid, secret, hash) != 0) {

@@ -6,6 +6,7 @@
 #include <h2o.h>
 #include <libpq-fe.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,10 +18,34 @@
 #define LIMIT_MAX 200
 
 
-/** @return 0, or -1 when a 401/403 has been sent. */
-int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c)
+int lt__api_user_may(lt_req_t *r, const lt_token_t *t, const char *permission)
 {
-    c->t = lt__api_admin(r);
+    const char *colon = strrchr(permission, ':');
+    if (colon == NULL || colon == permission)
+        return 0;
+    json_t *roles = t->roles != NULL ? json_incref(t->roles) : json_array();
+    json_t *subject = json_pack("{s:s, s:s, s:{s:o}}", "type", "user", "id", t->sub, "properties", "roles", roles);
+    json_t *resource = json_pack("{s:s#}", "type", permission, (int)(colon - permission));
+    json_t *action = json_pack("{s:s}", "name", colon + 1);
+    lt_policy_decision_t d = {0};
+    lt_policy_request_t q = {
+        .tenant = t->tenant,
+        .subject = subject,
+        .resource = resource,
+        .action = action,
+        .now_us = (int64_t)lt_now_ms() * 1000,
+    };
+    int allow = subject != NULL && resource != NULL && action != NULL &&
+                lt_policy_decide(lt__api_worker(r)->snapshot, &q, &d) == 0 && d.allow;
+    json_decref(subject);
+    json_decref(resource);
+    json_decref(action);
+    return allow;
+}
+
+int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c, const char *permission)
+{
+    c->t = lt__api_bearer(r);
     if (c->t == NULL)
         return -1;
     /* Tokens we issued always carry these as UUIDs; anything else must not reach a cast. */
@@ -29,7 +54,13 @@ int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c)
         lt_http_problem(r, 401, "invalid_token", "The access token is invalid or expired.");
         return -1;
     }
-    c->scope = lt__api_is_global_admin(c->t) ? NULL : c->t->tenant;
+    if (!lt__api_user_may(r, c->t, permission)) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "This operation needs the permission %s.", permission);
+        lt_http_problem(r, 403, "forbidden", detail);
+        return -1;
+    }
+    c->scope = lt__api_user_may(r, c->t, "latch:scope:global") ? NULL : c->t->tenant;
     return 0;
 }
 
@@ -62,7 +93,7 @@ void lt__api_internal_error(lt_req_t *r, const char *what)
 
 /*
  * A statement failed. Unique violations are races the functions could not absorb (409);
- * data exceptions and check violations mean input slipped past validation (400, never
+ * data exceptions, check and foreign-key violations mean input slipped past validation (400, never
  * 500 for client input); the server's transient trouble is 503; anything else is our bug
  * (500, logged).
  */
@@ -77,7 +108,8 @@ void lt__api_admin_failed(lt_req_t *r, const char *err, PGresult *res)
         lt_http_problem(r, 409, "conflict", "The object exists already.");
         return;
     }
-    if (state != NULL && (strncmp(state, "22", 2) == 0 || strcmp(state, "23514") == 0)) {
+    /* 23503: a reference to something that does not exist (a tenant_id naming no tenant). */
+    if (state != NULL && (strncmp(state, "22", 2) == 0 || strcmp(state, "23514") == 0 || strcmp(state, "23503") == 0)) {
         lt_http_problem(r, 400, "invalid_request", "The request holds a value the store does not accept.");
         return;
     }

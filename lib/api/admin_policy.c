@@ -50,8 +50,8 @@ static int name_ok(const char *s)
     return 1;
 }
 
-/* One side of a permission: "*" or 1..64 of [A-Za-z0-9_.-] (the action may also hold ':'). */
-static int perm_part_ok(const char *s, size_t n, int action)
+/* One side of a permission: "*" or 1..64 of [A-Za-z0-9_.-] (the type may also hold ':'). */
+static int perm_part_ok(const char *s, size_t n, int type)
 {
     if (n == 1 && s[0] == '*')
         return 1;
@@ -60,18 +60,19 @@ static int perm_part_ok(const char *s, size_t n, int action)
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-' || (action && c == ':')))
+              c == '-' || (type && c == ':')))
             return 0;
     }
     return 1;
 }
 
+/* Split at the last ':', as the engine splits: "latch:users:*" is any action on latch:users. */
 static int permission_ok(const char *s)
 {
     if (strcmp(s, "*") == 0)
         return 1;
-    const char *colon = strchr(s, ':');
-    return colon != NULL && perm_part_ok(s, (size_t)(colon - s), 0) && perm_part_ok(colon + 1, strlen(colon + 1), 1);
+    const char *colon = strrchr(s, ':');
+    return colon != NULL && perm_part_ok(s, (size_t)(colon - s), 1) && perm_part_ok(colon + 1, strlen(colon + 1), 0);
 }
 
 /*
@@ -130,7 +131,7 @@ static const char *placement(const lt_api_caller_t *c, lt_api_in_t *in, const ch
     *ok = 1;
     if (global) {
         if (c->scope != NULL) {
-            lt__api_in_error(in, "global", "global objects need the global_admin role");
+            lt__api_in_error(in, "global", "global objects need the latch:scope:global permission (global_admin)");
             *ok = 0;
         }
         return NULL;
@@ -165,6 +166,8 @@ static void on_coded(lt_req_t *r, const char *err, PGresult *res, void *ctx)
         lt_http_problem(r, 409, "conflict", "A role with this name exists there.");
     } else if (strcmp(code, "forbidden") == 0) {
         lt_http_problem(r, 403, "forbidden", "This object is outside your tenant.");
+    } else if (strcmp(code, "builtin") == 0) {
+        lt_http_problem(r, 403, "builtin_role", "The built-in roles cannot be changed or deleted.");
     } else if (strcmp(code, "invalid") == 0) {
         json_t *why = lt__api_json_parse(body);
         lt_http_problem(r, 400, "invalid_request", json_is_string(why) ? json_string_value(why) : "Not valid.");
@@ -190,7 +193,7 @@ static int on_role_create(lt_req_t *r)
 {
     lt_api_caller_t c;
     lt_api_in_t in;
-    if (lt__api_admin_caller(r, &c) != 0 || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:roles:write") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
     const char *name = lt__api_in_str(&in, "name", 1, NAME_RE_MAX);
     const char *desc = lt__api_in_str(&in, "description", 0, DESCRIPTION_MAX * 4);
@@ -212,7 +215,7 @@ static int on_role_create(lt_req_t *r)
 static int on_role_list(lt_req_t *r)
 {
     lt_api_caller_t c;
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:roles:read") != 0)
         return 0;
     const char *p[] = {c.scope};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_ROLE_LIST], p, 1, lt__api_admin_doc_done, (void *)"No roles.");
@@ -223,7 +226,7 @@ static int on_role_get(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_uuid(r)) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:roles:read") != 0 || (id = path_uuid(r)) == NULL)
         return 0;
     const char *p[] = {c.scope, id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_ROLE_GET], p, 2, lt__api_admin_doc_done, (void *)"No such role.");
@@ -235,7 +238,7 @@ static int on_role_patch(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_in_t in;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_uuid(r)) == NULL || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:roles:write") != 0 || (id = path_uuid(r)) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
     const char *desc = lt__api_in_str(&in, "description", 0, DESCRIPTION_MAX * 4);
     const char *perms = text_array(r, &in, "permissions", 200, permission_ok,
@@ -258,6 +261,8 @@ static void on_role_deleted(lt_req_t *r, const char *err, PGresult *res, void *c
         lt_http_send(r, 204, NULL, "", 0);
     else if (v != NULL && strcmp(v, "in_use") == 0)
         lt_http_problem(r, 409, "role_in_use", "Another role inherits this one: remove it from that role's parents first.");
+    else if (v != NULL && strcmp(v, "builtin") == 0)
+        lt_http_problem(r, 403, "builtin_role", "The built-in roles cannot be changed or deleted.");
     else
         lt_http_problem(r, 404, "not_found", "No such role.");
 }
@@ -266,7 +271,7 @@ static int on_role_delete(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_uuid(r)) == NULL)
+    if (lt__api_admin_caller(r, &c, "latch:roles:write") != 0 || (id = path_uuid(r)) == NULL)
         return 0;
     const char *p[] = {c.scope, id, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_ROLE_DELETE], p, 5, on_role_deleted, NULL);
@@ -280,7 +285,7 @@ static int subject_roles(lt_req_t *r, const char *kind, int put)
     lt_api_caller_t c;
     lt_api_in_t in;
     const char *id = lt_req_param(r, "id");
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, put ? "latch:roles:assign" : "latch:roles:read") != 0)
         return 0;
     if (id == NULL || (strcmp(kind, "user") == 0 ? !lt_auth_uuid_ok(id) : strlen(id) != LT_CLIENT_ID_LEN)) {
         lt_http_problem(r, 404, "not_found", "No such object.");
@@ -376,13 +381,17 @@ static int on_policy_put(lt_req_t *r)
     lt_api_caller_t c;
     lt_api_in_t in;
     const char *id;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_policy_id(r)) == NULL || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:policies:write") != 0 || (id = path_policy_id(r)) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
     json_t *doc = lt__api_in_obj(&in, "document", 1);
     const char *tenant_id = lt__api_in_str(&in, "tenant_id", 0, 36);
     int global = lt__api_in_bool(&in, "global", 0), ok;
     const char *tenant = placement(&c, &in, tenant_id, global == 1, &ok);
     const char *type = doc != NULL ? json_string_value(json_object_get(doc, "resource_type")) : NULL;
+    /* The admin API's own resource types are governed by global policies only: a tenant's
+     * document could otherwise allow its admins what only global roles grant. */
+    if (tenant != NULL && type != NULL && strncmp(type, "latch:", 6) == 0)
+        lt__api_in_error(&in, "document.resource_type", "latch: resource types take global policies only");
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     json_t *problems = lt_policy_validate(doc);
@@ -418,7 +427,7 @@ static int policy_read(lt_req_t *r, int stmt, const char *what)
 {
     lt_api_caller_t c;
     const char *id, *tenant;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:policies:read") != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0)
         return 0;
     const char *p[] = {c.scope, tenant, id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[stmt], p, 3, lt__api_admin_doc_done, (void *)what);
@@ -438,7 +447,7 @@ static int on_policy_versions(lt_req_t *r)
 static int on_policy_list(lt_req_t *r)
 {
     lt_api_caller_t c;
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:policies:read") != 0)
         return 0;
     const char *tid = lt_req_query(r, "tenant_id");
     if (tid != NULL && !lt_auth_uuid_ok(tid)) {
@@ -457,7 +466,7 @@ static int on_policy_rollback(lt_req_t *r)
     lt_api_in_t in;
     const char *id, *tenant;
     char version[16];
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0 ||
+    if (lt__api_admin_caller(r, &c, "latch:policies:write") != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0 ||
         lt__api_body_read(r, &in) != 0)
         return 0;
     json_t *v = json_object_get(in.body, "version");
@@ -487,7 +496,7 @@ static int on_policy_delete(lt_req_t *r)
 {
     lt_api_caller_t c;
     const char *id, *tenant;
-    if (lt__api_admin_caller(r, &c) != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:policies:write") != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0)
         return 0;
     const char *p[] = {c.scope, tenant, id, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_DELETE], p, 6, on_policy_deleted, NULL);
@@ -498,7 +507,7 @@ static int on_policy_validate(lt_req_t *r)
 {
     lt_api_caller_t c;
     lt_api_in_t in;
-    if (lt__api_admin_caller(r, &c) != 0 || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:policies:read") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
     json_t *doc = lt__api_in_obj(&in, "document", 1);
     if (lt__api_in_done(r, &in) != 0)
@@ -516,7 +525,7 @@ static int on_policy_test(lt_req_t *r)
 {
     lt_api_caller_t c;
     lt_api_in_t in;
-    if (lt__api_admin_caller(r, &c) != 0 || lt__api_body_read(r, &in) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:policies:read") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
     json_t *cases = lt__api_in_arr(&in, "cases", 1);
     if (cases != NULL && json_array_size(cases) > 1000)

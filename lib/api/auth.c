@@ -71,9 +71,10 @@ static const lt_config_t *cfg_of(lt_req_t *r)
     return lt__api_worker(r)->api->cfg;
 }
 
-static void limits_of(const lt_config_t *cfg, lt_auth_limits_t *l)
+void lt__api_limits_params(lt_req_t *r, char buf[LT_AUTH_LIMITS_NPARAMS][12], const char *out[LT_AUTH_LIMITS_NPARAMS])
 {
-    *l = (lt_auth_limits_t){
+    const lt_config_t *cfg = cfg_of(r);
+    lt_auth_limits_t l = {
         .threshold = cfg->lockout_threshold,
         .window = cfg->lockout_window,
         .duration = cfg->lockout_duration,
@@ -83,12 +84,6 @@ static void limits_of(const lt_config_t *cfg, lt_auth_limits_t *l)
         .ip_limit = cfg->login_ip_limit,
         .ip_window = cfg->login_ip_window,
     };
-}
-
-void lt__api_limits_params(lt_req_t *r, char buf[LT_AUTH_LIMITS_NPARAMS][12], const char *out[LT_AUTH_LIMITS_NPARAMS])
-{
-    lt_auth_limits_t l;
-    limits_of(cfg_of(r), &l);
     lt_auth_limits_params(&l, buf, out);
 }
 
@@ -401,11 +396,9 @@ static int on_login(lt_req_t *r)
     if (lt__api_in_done(r, &in) != 0 || !lt__api_keys_ready(r) || lt__api_shed_password_work(r))
         return 0;
     c->pwlen = strlen(c->password);
-    lt_auth_limits_t l;
     char buf[LT_AUTH_LIMITS_NPARAMS][12];
     const char *p[12] = {c->tenant, c->email, lt_req_peer(r)};
-    limits_of(cfg_of(r), &l);
-    lt_auth_limits_params(&l, buf, p + 3);
+    lt__api_limits_params(r, buf, p + 3);
     p[11] = r->request_id;
     (void)lt__api_query(r, &lt_auth_stmt_login_begin, p, 12, login_begun, c);
     return 0;
@@ -673,20 +666,49 @@ static int on_logout_all(lt_req_t *r)
     return bearer_session_call(r, &lt_auth_stmt_logout_all, logged_out_all);
 }
 
-/* ---- password change ----------------------------------------------------------------- */
+/* ---- the bearer's current password, verified again ----------------------------------- */
 
+/*
+ * The password-change gate (the session is live; lockout and rate limits as for logins;
+ * the stored hash) -> argon2 on the hasher -> `ok`, or, for a wrong password, the audit of
+ * latch_password_change_failed (its gate slot stays reserved: it counts as a failure) and
+ * 403 invalid_credentials.
+ */
 typedef struct {
     const lt_token_t *t;
-    const char *current, *next;
-    const char *phc, *email;
-} pwchange_ctx_t;
+    const char *password, *phc, *email;
+    lt_api_reverified_cb ok;
+    void *ctx;
+} reverify_t;
 
-static void pwchange_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
-static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ctx);
-
-static void pwchange_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+static void reverify_refused(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
-    pwchange_ctx_t *c = ctx;
+    (void)res;
+    (void)ctx;
+    if (err != NULL)
+        lt__api_store_problem(r, err);
+    else
+        lt_http_problem(r, 403, "invalid_credentials", "The current password is wrong.");
+}
+
+static void reverify_checked(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
+{
+    reverify_t *v = ctx;
+    if (res->err != 0 && res->err != LT_EINVAL) {
+        lt__api_hasher_failed(r, res->err);
+        return;
+    }
+    if (res->err != 0 || !res->match || v->phc == NULL) {
+        const char *p[] = {v->t->sub, v->t->tenant, lt_req_peer(r), r->request_id};
+        (void)lt__api_query(r, &lt_auth_stmt_password_change_failed, p, 4, reverify_refused, v);
+        return;
+    }
+    v->ok(r, v->email, v->ctx);
+}
+
+static void reverify_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+{
+    reverify_t *v = ctx;
     lt_auth_pwchange_t row;
     if (err != NULL) {
         lt__api_store_problem(r, err);
@@ -704,35 +726,29 @@ static void pwchange_begun(lt_req_t *r, const char *err, PGresult *res, void *ct
         lt__api_too_many(r, row.gate == LT_AUTH_GATE_IP_LIMITED, row.retry_after);
         return;
     }
-    c->phc = pstr(r, row.phc);
-    c->email = pstr(r, row.email);
-    (void)lt__api_password_verify(r, c->phc, c->current, strlen(c->current), 0, pwchange_verified, c);
+    v->phc = pstr(r, row.phc);
+    v->email = pstr(r, row.email);
+    (void)lt__api_password_verify(r, v->phc, v->password, strlen(v->password), 0, reverify_checked, v);
 }
 
-static void pwchange_refused(lt_req_t *r, const char *err, PGresult *res, void *ctx)
+void lt__api_reverify_password(lt_req_t *r, const lt_token_t *t, const char *password, lt_api_reverified_cb ok,
+                               void *ctx)
 {
-    (void)res;
-    (void)ctx;
-    if (err != NULL)
-        lt__api_store_problem(r, err);
-    else
-        lt_http_problem(r, 403, "invalid_credentials", "The current password is wrong.");
+    reverify_t *v = lt__api_alloc_wiped(r, sizeof(*v));
+    *v = (reverify_t){.t = t, .password = password, .ok = ok, .ctx = ctx};
+    char buf[LT_AUTH_LIMITS_NPARAMS][12];
+    const char *p[13] = {t->sid, t->sub, t->tenant, lt_req_peer(r)};
+    lt__api_limits_params(r, buf, p + 4);
+    p[12] = r->request_id;
+    (void)lt__api_query(r, &lt_auth_stmt_password_change_begin, p, 13, reverify_begun, v);
 }
 
-static void pwchange_verified(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
-{
-    pwchange_ctx_t *c = ctx;
-    if (res->err != 0 && res->err != LT_EINVAL) {
-        lt__api_hasher_failed(r, res->err);
-        return;
-    }
-    if (res->err != 0 || !res->match || c->phc == NULL) {
-        const char *p[] = {c->t->sub, c->t->tenant, lt_req_peer(r), r->request_id};
-        (void)lt__api_query(r, &lt_auth_stmt_password_change_failed, p, 4, pwchange_refused, c);
-        return;
-    }
-    (void)lt__api_password_hash(r, "new_password", c->next, strlen(c->next), c->email, pwchange_hashed, c);
-}
+/* ---- password change ----------------------------------------------------------------- */
+
+typedef struct {
+    const lt_token_t *t;
+    const char *current, *next;
+} pwchange_ctx_t;
 
 static void pwchange_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
@@ -760,6 +776,13 @@ static void pwchange_hashed(lt_req_t *r, const lt_hasher_result_t *res, void *ct
     (void)lt__api_query(r, &lt_auth_stmt_password_change, p, 6, pwchange_done, c);
 }
 
+/* The current password is right: the new one goes through the policy (email for its similarity check). */
+static void pwchange_reverified(lt_req_t *r, const char *email, void *ctx)
+{
+    pwchange_ctx_t *c = ctx;
+    (void)lt__api_password_hash(r, "new_password", c->next, strlen(c->next), email, pwchange_hashed, c);
+}
+
 static int on_password_change(lt_req_t *r)
 {
     lt_api_in_t in;
@@ -772,13 +795,7 @@ static int on_password_change(lt_req_t *r)
     c->next = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    lt_auth_limits_t l;
-    char buf[LT_AUTH_LIMITS_NPARAMS][12];
-    const char *p[13] = {t->sid, t->sub, t->tenant, lt_req_peer(r)};
-    limits_of(cfg_of(r), &l);
-    lt_auth_limits_params(&l, buf, p + 4);
-    p[12] = r->request_id;
-    (void)lt__api_query(r, &lt_auth_stmt_password_change_begin, p, 13, pwchange_begun, c);
+    lt__api_reverify_password(r, t, c->current, pwchange_reverified, c);
     return 0;
 }
 

@@ -199,23 +199,6 @@ const lt_token_t *lt__api_bearer(lt_req_t *r)
     return t;
 }
 
-int lt__api_is_global_admin(const lt_token_t *t)
-{
-    return lt_token_has_role(t, "global_admin");
-}
-
-const lt_token_t *lt__api_admin(lt_req_t *r)
-{
-    const lt_token_t *t = lt__api_bearer(r);
-    if (t == NULL)
-        return NULL;
-    if (!lt_token_has_role(t, "admin") && !lt_token_has_role(t, "global_admin")) {
-        lt_http_problem(r, 403, "forbidden", "This operation needs the admin role.");
-        return NULL;
-    }
-    return t;
-}
-
 /* ---- password jobs ------------------------------------------------------------------ */
 
 typedef struct {

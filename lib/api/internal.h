@@ -148,9 +148,6 @@ int lt__api_in_done(lt_req_t *r, lt_api_in_t *in) LT_MUSTCHECK;
  * WWW-Authenticate and returns NULL. The token lives until the request ends.
  */
 const lt_token_t *lt__api_bearer(lt_req_t *r);
-/* lt__api_bearer, then requires role `admin` or `global_admin` (403 `forbidden`). */
-const lt_token_t *lt__api_admin(lt_req_t *r);
-int lt__api_is_global_admin(const lt_token_t *t);
 
 /*
  * Password jobs bound to a request: cancelled (and dropped if not started) when the
@@ -273,6 +270,14 @@ void lt__api_bad_row(lt_req_t *r, const char *what);
 void lt__api_hasher_failed(lt_req_t *r, int err);
 /* 1 when a signing key is loaded; else 0 after answering 503. */
 int lt__api_keys_ready(lt_req_t *r);
+/*
+ * Verifies the bearer's current password again (password change, MFA changes without a
+ * recent sign-in): lockout gate, argon2, audit of a wrong one with 403
+ * invalid_credentials; `ok` runs with the user's email once it matched.
+ */
+typedef void (*lt_api_reverified_cb)(lt_req_t *r, const char *email, void *ctx);
+void lt__api_reverify_password(lt_req_t *r, const lt_token_t *t, const char *password, lt_api_reverified_cb ok,
+                               void *ctx);
 /* lt__api_bearer plus well-formed sid/sub/tenant (else 401 session ended). */
 const lt_token_t *lt__api_me_bearer(lt_req_t *r);
 
@@ -281,7 +286,7 @@ const lt_token_t *lt__api_me_bearer(lt_req_t *r);
 /* Who is calling: the verified token and the tenant its queries are confined to. */
 typedef struct {
     const lt_token_t *t;
-    const char *scope; /* the caller's tenant id, NULL for a global admin */
+    const char *scope; /* the caller's tenant id, NULL when it holds latch:scope:global */
 } lt_api_caller_t;
 
 typedef struct {
@@ -291,9 +296,17 @@ typedef struct {
     char limit[8];
 } lt_api_page_t;
 
-/* The bearer must be an admin or global admin with well-formed ids; its scope is its
- * tenant (NULL for a global admin). @return 0, or -1 when a 401/403 has been sent. */
-int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c);
+/*
+ * The admin API eats its own cooking: the bearer (a signed-in user) must be allowed
+ * `permission` ("latch:users:write": the action after the last ':' on the resource type
+ * before it) by the worker's policy snapshot, exactly as a decision about it would be made
+ * (the user's stored roles win; a user the snapshot does not know yet has its token's
+ * roles). Its scope is its tenant, or NULL when it is also allowed latch:scope:global.
+ * @return 0, or -1 when a 401/403 has been sent.
+ */
+int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c, const char *permission);
+/* 1 when the snapshot allows `t`'s user `permission` (see lt__api_admin_caller). */
+int lt__api_user_may(lt_req_t *r, const lt_token_t *t, const char *permission);
 /* Runs `stmt` (at most 12 parameters, copied and wiped afterwards) once the caller's
  * session is confirmed live: an access token outlives a disabled admin and ended sessions,
  * admin rights must not. */

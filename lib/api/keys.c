@@ -83,21 +83,7 @@ static int on_jwks(lt_req_t *r)
     return 0;
 }
 
-/* ---- admin: global admins only --------------------------------------------------------- */
-
-/* A global admin (admin_common's checks, then the role), or -1 after answering 401/403. */
-static int global_admin(lt_req_t *r, lt_api_caller_t *c)
-{
-    if (lt__api_admin_caller(r, c) != 0)
-        return -1;
-    if (!lt__api_is_global_admin(c->t)) {
-        lt_http_problem(r, 403, "forbidden", "Signing keys are managed by global admins only.");
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- GET /v1/admin/keys ------------------------------------------------------------------- */
+/* ---- GET /v1/admin/keys (latch:keys:read; latch:keys:* is granted by global roles only) --- */
 
 static void on_list_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
@@ -116,7 +102,7 @@ static void on_list_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 static int on_list(lt_req_t *r)
 {
     lt_api_caller_t c;
-    if (global_admin(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:keys:read") != 0)
         return 0;
     const char *params[] = {LIST_LIMIT};
     lt__api_admin_run(r, &c, lt_token_keys_stmt(LT_TOKEN_KEYS_LIST), params, 1, on_list_done, NULL);
@@ -153,7 +139,7 @@ static int on_rotate(lt_req_t *r)
     lt_seal_key_t seal;
     lt_token_new_key_t nk;
     char emsg[160], secs[16];
-    if (global_admin(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:keys:write") != 0)
         return 0;
     lt__api_keystore_opts(lt__api_worker(r)->api, &o, &seal);
     int ret = lt_token_key_seal_new(&o, &nk, emsg, sizeof(emsg));

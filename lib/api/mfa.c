@@ -77,29 +77,86 @@ static void invalid_code(lt_req_t *r, int attempts_left)
     lt_http_problem_fields(r, 400, "invalid_code", "The code is wrong, expired or already used.", ext);
 }
 
-/* A refusal of a begin statement that every flow answers alike. @return 1 when answered. */
-static int begin_refused(lt_req_t *r, const lt_mfa_begin_row_t *b)
+static void invalid_mfa_token(lt_req_t *r)
 {
+    lt_http_problem(r, 401, "invalid_mfa_token", "The MFA token is invalid, expired, used or out of attempts.");
+}
+
+/*
+ * The row of a "begin" statement: 0 when the code may be checked (b filled, outcome OK);
+ * otherwise answered: the database's trouble, a row of the wrong shape, or a refusal that
+ * every flow answers alike.
+ */
+static int begin_row(lt_req_t *r, const char *err, PGresult *res, const char *what, lt_mfa_begin_row_t *b)
+{
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return -1;
+    }
+    if (lt_mfa_decode_begin(res, b) != 0) {
+        lt__api_bad_row(r, what);
+        return -1;
+    }
     switch (b->outcome) {
+    case LT_MFA_BEGIN_OK:
+        return 0;
+    case LT_MFA_BEGIN_INVALID:
+        invalid_mfa_token(r);
+        return -1;
     case LT_MFA_BEGIN_LOCKED:
     case LT_MFA_BEGIN_THROTTLED:
     case LT_MFA_BEGIN_IP_LIMITED:
         lt__api_too_many(r, b->outcome == LT_MFA_BEGIN_IP_LIMITED, b->retry_after);
-        return 1;
+        return -1;
     case LT_MFA_BEGIN_UNAUTHORIZED:
         lt__api_session_ended(r);
-        return 1;
+        return -1;
     case LT_MFA_BEGIN_NOT_FOUND:
         lt_http_problem(r, 404, "not_found", "No such factor.");
-        return 1;
+        return -1;
     case LT_MFA_BEGIN_CONFIRMED:
         lt_http_problem(r, 409, "already_confirmed", "The factor is already active.");
-        return 1;
+        return -1;
     case LT_MFA_BEGIN_NOT_ENROLLED:
         lt_http_problem(r, 409, "mfa_not_enrolled", "The user has no active second factor.");
-        return 1;
-    default:
+        return -1;
+    }
+    lt__api_bad_row(r, what);
+    return -1;
+}
+
+/*
+ * The row of a statement ending in a session (or, for a confirmation by a signed-in
+ * caller, in none): 0 with `s` filled when it went through; otherwise answered: the
+ * database's trouble, a session ended meanwhile, the factor gone, or the code refused
+ * after all (a replay, a used recovery code; `attempts_left` as invalid_code reports it).
+ */
+static int session_row(lt_req_t *r, const char *err, PGresult *res, const char *what, int attempts_left,
+                       lt_auth_session_t *s)
+{
+    if (err != NULL) {
+        lt__api_store_problem(r, err);
+        return -1;
+    }
+    if (lt_auth_decode_session(res, s) != 0) {
+        lt__api_bad_row(r, what);
+        return -1;
+    }
+    switch (s->status) {
+    case LT_AUTH_REFRESH_OK:
         return 0;
+    case LT_AUTH_SESSION_UNAUTHORIZED:
+        lt__api_session_ended(r);
+        return -1;
+    case LT_AUTH_SESSION_NOT_FOUND:
+        lt_http_problem(r, 404, "not_found", "No such pending factor.");
+        return -1;
+    case LT_AUTH_REFRESH_INVALID:
+        invalid_code(r, attempts_left);
+        return -1;
+    default:
+        lt__api_bad_row(r, what);
+        return -1;
     }
 }
 
@@ -291,26 +348,8 @@ static void confirmed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
     confirm_ctx_t *c = ctx;
     lt_auth_session_t s;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
+    if (session_row(r, err, res, "latch_mfa_factor_confirm", -1, &s) != 0)
         return;
-    }
-    if (lt_auth_decode_session(res, &s) != 0) {
-        lt__api_bad_row(r, "latch_mfa_factor_confirm");
-        return;
-    }
-    if (s.status == LT_AUTH_SESSION_UNAUTHORIZED) {
-        lt__api_session_ended(r);
-        return;
-    }
-    if (s.status == LT_AUTH_SESSION_NOT_FOUND) {
-        lt_http_problem(r, 404, "not_found", "No such pending factor.");
-        return;
-    }
-    if (s.status != LT_AUTH_REFRESH_OK) {
-        lt__api_bad_row(r, "latch_mfa_factor_confirm");
-        return;
-    }
     json_t *body;
     if (s.session_id != NULL) /* an enrolment token: the sign-in completes here */
         body = lt__api_session_token_body(r, s.user_id, s.tenant_id, &s, c->rt);
@@ -328,17 +367,9 @@ static void confirm_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx
     confirm_ctx_t *c = ctx;
     lt_mfa_begin_row_t b;
     lt_mfa_match_t m;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
+    if (begin_row(r, err, res, "latch_mfa_factor_begin", &b) != 0)
         return;
-    }
-    if (lt_mfa_decode_begin(&lt_mfa_stmt_factor_begin, res, &b) != 0) {
-        lt__api_bad_row(r, "latch_mfa_factor_begin");
-        return;
-    }
-    if (begin_refused(r, &b))
-        return;
-    if (b.outcome != LT_MFA_BEGIN_OK || b.user_id == NULL) {
+    if (b.user_id == NULL) {
         lt__api_bad_row(r, "latch_mfa_factor_begin");
         return;
     }
@@ -436,70 +467,27 @@ static int on_list(lt_req_t *r)
 
 /*
  * Both changes need the session's auth_time within recent_auth_window, or the current
- * password in the body. With a password: the password-change gate (lockout, the stored
- * hash) -> argon2 on the hasher -> the change with password_ok; a wrong one is audited
- * like a wrong current password and answered 403 invalid_credentials. Without: the change
- * directly, and the SQL decides whether the authentication is recent enough.
+ * password in the body. With a password: lt__api_reverify_password, then the change with
+ * password_ok. Without: the change directly, and the SQL decides whether the
+ * authentication is recent enough.
  */
 typedef struct sensitive sensitive_t;
 typedef void (*sensitive_run_fn)(lt_req_t *r, sensitive_t *c, int password_ok);
 
 struct sensitive {
     const lt_token_t *t;
-    const char *password, *phc;
+    const char *password;
     sensitive_run_fn run;
     const char *factor_id; /* removal */
     char codes[LT_MFA_RECOVERY_COUNT][LT_MFA_RECOVERY_LEN + 1];
     char macs[LT_MFA_RECOVERY_ARRAY_LEN + 1];
 };
 
-static void wrong_password(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    (void)res;
-    (void)ctx;
-    if (err != NULL)
-        lt__api_store_problem(r, err);
-    else
-        lt_http_problem(r, 403, "invalid_credentials", "The current password is wrong.");
-}
-
-static void password_checked(lt_req_t *r, const lt_hasher_result_t *res, void *ctx)
+static void sensitive_reverified(lt_req_t *r, const char *email, void *ctx)
 {
     sensitive_t *c = ctx;
-    if (res->err != 0 && res->err != LT_EINVAL) {
-        lt__api_hasher_failed(r, res->err);
-        return;
-    }
-    if (res->err != 0 || !res->match || c->phc == NULL) {
-        const char *p[] = {c->t->sub, c->t->tenant, lt_req_peer(r), r->request_id};
-        (void)lt__api_query(r, &lt_auth_stmt_password_change_failed, p, 4, wrong_password, c);
-        return;
-    }
+    (void)email;
     c->run(r, c, 1);
-}
-
-static void password_gate(lt_req_t *r, const char *err, PGresult *res, void *ctx)
-{
-    sensitive_t *c = ctx;
-    lt_auth_pwchange_t row;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
-        return;
-    }
-    if (lt_auth_decode_pwchange(res, &row) != 0) {
-        lt__api_bad_row(r, "latch_password_change_begin");
-        return;
-    }
-    if (row.gate == LT_AUTH_GATE_UNAUTHORIZED) {
-        lt__api_session_ended(r);
-        return;
-    }
-    if (row.gate != LT_AUTH_GATE_OK) {
-        lt__api_too_many(r, row.gate == LT_AUTH_GATE_IP_LIMITED, row.retry_after);
-        return;
-    }
-    c->phc = lt__api_pool_strdup(r, row.phc);
-    (void)lt__api_password_verify(r, c->phc, c->password, strlen(c->password), 0, password_checked, c);
 }
 
 /* Reads {current_password?} and runs `run` as the rule above says. */
@@ -512,13 +500,8 @@ static void sensitive_start(lt_req_t *r, sensitive_t *c, lt_api_in_t *in)
         c->run(r, c, 0);
         return;
     }
-    if (lt__api_shed_password_work(r))
-        return;
-    char buf[8][12];
-    const char *p[13] = {c->t->sid, c->t->sub, c->t->tenant, lt_req_peer(r)};
-    lt__api_limits_params(r, buf, p + 4);
-    p[12] = r->request_id;
-    (void)lt__api_query(r, &lt_auth_stmt_password_change_begin, p, 13, password_gate, c);
+    if (!lt__api_shed_password_work(r))
+        lt__api_reverify_password(r, c->t, c->password, sensitive_reverified, c);
 }
 
 /* The text the change statements answer: ok, not_found, not_enrolled, unauthorized,
@@ -634,28 +617,13 @@ typedef struct {
     char rt_hash[LT_AUTH_HASH_HEX_LEN + 1];
 } verify_ctx_t;
 
-static void invalid_mfa_token(lt_req_t *r)
-{
-    lt_http_problem(r, 401, "invalid_mfa_token", "The MFA token is invalid, expired, used or out of attempts.");
-}
-
 static void verified(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
     verify_ctx_t *c = ctx;
     lt_auth_session_t s;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
+    if (session_row(r, err, res, "latch_mfa_challenge_complete", c->attempts_left, &s) != 0)
         return;
-    }
-    if (lt_auth_decode_session(res, &s) != 0) {
-        lt__api_bad_row(r, "latch_mfa_challenge_complete");
-        return;
-    }
-    if (s.status == LT_AUTH_REFRESH_INVALID) { /* replay, used recovery code, challenge gone */
-        invalid_code(r, c->attempts_left);
-        return;
-    }
-    if (s.status != LT_AUTH_REFRESH_OK || s.session_id == NULL) {
+    if (s.session_id == NULL) {
         lt__api_bad_row(r, "latch_mfa_challenge_complete");
         return;
     }
@@ -669,21 +637,9 @@ static void verify_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
     verify_ctx_t *c = ctx;
     lt_mfa_begin_row_t b;
     lt_mfa_match_t m = {{0}, 0};
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
+    if (begin_row(r, err, res, "latch_mfa_challenge_begin", &b) != 0)
         return;
-    }
-    if (lt_mfa_decode_begin(&lt_mfa_stmt_challenge_begin, res, &b) != 0) {
-        lt__api_bad_row(r, "latch_mfa_challenge_begin");
-        return;
-    }
-    if (b.outcome == LT_MFA_BEGIN_INVALID) {
-        invalid_mfa_token(r);
-        return;
-    }
-    if (begin_refused(r, &b))
-        return;
-    if (b.outcome != LT_MFA_BEGIN_OK || b.user_id == NULL || b.tenant_id == NULL) {
+    if (b.user_id == NULL || b.tenant_id == NULL) {
         lt__api_bad_row(r, "latch_mfa_challenge_begin");
         return;
     }
@@ -767,23 +723,9 @@ static void stepped_up(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
     lt_auth_session_t s;
     (void)ctx;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
+    if (session_row(r, err, res, "latch_mfa_stepup", -1, &s) != 0)
         return;
-    }
-    if (lt_auth_decode_session(res, &s) != 0) {
-        lt__api_bad_row(r, "latch_mfa_stepup");
-        return;
-    }
-    if (s.status == LT_AUTH_SESSION_UNAUTHORIZED) {
-        lt__api_session_ended(r);
-        return;
-    }
-    if (s.status == LT_AUTH_REFRESH_INVALID) {
-        invalid_code(r, -1);
-        return;
-    }
-    if (s.status != LT_AUTH_REFRESH_OK || s.session_id == NULL) {
+    if (s.session_id == NULL) {
         lt__api_bad_row(r, "latch_mfa_stepup");
         return;
     }
@@ -797,20 +739,8 @@ static void stepup_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
     stepup_ctx_t *c = ctx;
     lt_mfa_begin_row_t b;
     lt_mfa_match_t m;
-    if (err != NULL) {
-        lt__api_store_problem(r, err);
+    if (begin_row(r, err, res, "latch_mfa_stepup_begin", &b) != 0)
         return;
-    }
-    if (lt_mfa_decode_begin(&lt_mfa_stmt_stepup_begin, res, &b) != 0) {
-        lt__api_bad_row(r, "latch_mfa_stepup_begin");
-        return;
-    }
-    if (begin_refused(r, &b))
-        return;
-    if (b.outcome != LT_MFA_BEGIN_OK) {
-        lt__api_bad_row(r, "latch_mfa_stepup_begin");
-        return;
-    }
     int ret = check_code(r, b.factors, c->code, &m);
     if (ret == LT_ENOTFOUND) {
         code_failed(r, c->t->sub, c->t->tenant, "step_up", "totp", -1);
@@ -864,7 +794,7 @@ static void reset_done(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 static int on_admin_reset(lt_req_t *r)
 {
     lt_api_caller_t c;
-    if (lt__api_admin_caller(r, &c) != 0)
+    if (lt__api_admin_caller(r, &c, "latch:users:write") != 0)
         return 0;
     const char *id = lt_req_param(r, "id");
     if (!lt_auth_uuid_ok(id)) {

@@ -20,12 +20,7 @@ static lt_store_stmt_t stmt_sleep = {.name = "ops.sleep", .sql = "SELECT pg_slee
 int lt__api_ops_statements(void)
 {
     lt_store_stmt_t *stmts[] = {&stmt_ping, &stmt_sleep};
-    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-        int ret = lt_store_stmt_register(stmts[i], 1);
-        if (ret != 0)
-            return ret;
-    }
-    return 0;
+    return lt_store_stmt_register_each(stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 static int on_healthz(lt_req_t *r)

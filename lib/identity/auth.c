@@ -261,12 +261,7 @@ int lt_auth_statements(void)
         &lt_auth_stmt_reset_request,     &lt_auth_stmt_reset_peek,     &lt_auth_stmt_reset_confirm,
         &lt_auth_stmt_refresh_introspect, &lt_auth_stmt_refresh_revoke,
     };
-    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-        int ret = lt_store_stmt_register(stmts[i], 1);
-        if (ret != 0)
-            return ret;
-    }
-    return 0;
+    return lt_store_stmt_register_each(stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 int lt_auth_maintain(struct pg_conn *c, int grace_s, char *err, size_t errlen)

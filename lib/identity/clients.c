@@ -504,15 +504,9 @@ int lt_clients_statements(void)
     static int registered; /* start-up only, one thread: see lt_store_stmt_register */
     if (registered)
         return 0;
-    /* Separate objects (the header's interface), so one batch each; a failure half-way is
-     * fatal to start-up anyway. */
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        int ret = lt_store_stmt_register(all[i], 1);
-        if (ret != 0)
-            return ret;
-    }
-    registered = 1;
-    return 0;
+    int ret = lt_store_stmt_register_each(all, sizeof(all) / sizeof(all[0]));
+    registered = ret == 0;
+    return ret;
 }
 
 /* ---- blocking administration (latchctl) --------------------------------------------------- */

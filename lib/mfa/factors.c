@@ -107,12 +107,7 @@ int lt_mfa_statements(void)
         &lt_mfa_stmt_stepup_begin, &lt_mfa_stmt_stepup,        &lt_mfa_stmt_list,
         &lt_mfa_stmt_totp_delete, &lt_mfa_stmt_recovery_regenerate, &lt_mfa_stmt_admin_reset,
     };
-    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-        int ret = lt_store_stmt_register(stmts[i], 1);
-        if (ret != 0)
-            return ret;
-    }
-    return 0;
+    return lt_store_stmt_register_each(stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 /* ---- rows ---------------------------------------------------------------------------- */
@@ -147,10 +142,9 @@ static int parse_outcome(const char *s, lt_mfa_begin_t *out)
     return LT_EINVAL;
 }
 
-int lt_mfa_decode_begin(const lt_store_stmt_t *stmt, const struct pg_result *res, lt_mfa_begin_row_t *out)
+int lt_mfa_decode_begin(const struct pg_result *res, lt_mfa_begin_row_t *out)
 {
     memset(out, 0, sizeof(*out));
-    (void)stmt; /* the three statements select one common shape */
     if (res == NULL || PQnfields(res) != 6 || PQntuples(res) != 1 || parse_outcome(col(res, 0), &out->outcome) != 0)
         return LT_EINVAL;
     const char *ra = col(res, 1), *left = col(res, 4);

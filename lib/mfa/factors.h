@@ -70,10 +70,11 @@ typedef struct lt_mfa_begin_row {
 
 /**
  * Decodes the row of lt_mfa_stmt_challenge_begin, lt_mfa_stmt_factor_begin or
- * lt_mfa_stmt_stepup_begin (the shapes differ; the statement tells which).
+ * lt_mfa_stmt_stepup_begin (the three select one shape; columns a statement has no value
+ * for are NULL).
  * @return 0 or LT_EINVAL (not the expected shape).
  */
-int lt_mfa_decode_begin(const lt_store_stmt_t *stmt, const struct pg_result *res, lt_mfa_begin_row_t *out) LT_MUSTCHECK;
+int lt_mfa_decode_begin(const struct pg_result *res, lt_mfa_begin_row_t *out) LT_MUSTCHECK;
 
 /* ---- secrets and codes --------------------------------------------------------------- */
 

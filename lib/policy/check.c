@@ -42,31 +42,29 @@ static const char *const type_names[] = {
     [T_STRING] = "string", [T_LIST] = "list", [T_MAP] = "map",   [T_TS] = "timestamp", [T_DUR] = "duration",
 };
 
-LT_PRINTF(4, 5) static void fail(checker_t *c, const lt__ast_t *at, int rc, const char *fmt, ...)
+LT_PRINTF(5, 0) static void vfail(checker_t *c, int line, int col, int rc, const char *fmt, va_list ap)
 {
     if (c->rc != 0)
         return;
-    char msg[160];
+    c->rc = rc;
+    lt__verror(c->err, c->src, line, col, fmt, ap);
+}
+
+LT_PRINTF(4, 5) static void fail(checker_t *c, const lt__ast_t *at, int rc, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vfail(c, at->line, at->col, rc, fmt, ap);
     va_end(ap);
-    c->rc = rc;
-    lt__error(c->err, c->src, at->line, at->col, "%s", msg);
 }
 
 /* The same at the start of `at` (an operand's leftmost token), for errors about a whole argument. */
 LT_PRINTF(4, 5) static void fail_arg(checker_t *c, const lt__ast_t *at, int rc, const char *fmt, ...)
 {
-    if (c->rc != 0)
-        return;
-    char msg[160];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vfail(c, at->sline, at->scol, rc, fmt, ap);
     va_end(ap);
-    c->rc = rc;
-    lt__error(c->err, c->src, at->sline, at->scol, "%s", msg);
 }
 
 static bool is_name(const lt__ast_t *n, const char *s)

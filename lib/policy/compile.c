@@ -56,16 +56,21 @@ void lt__arena_free(lt__arena_t *a)
 
 /* ---- errors -------------------------------------------------------------------------- */
 
-void lt__error(lt_policy_error_t *err, const lt__src_t *src, int line, int col, const char *fmt, ...)
+void lt__verror(lt_policy_error_t *err, const lt__src_t *src, int line, int col, const char *fmt, va_list ap)
 {
     if (err == NULL)
         return;
     err->line = line;
     err->col = col;
     snprintf(err->var, sizeof(err->var), "%s", src != NULL && src->var != NULL ? src->var : "");
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+}
+
+void lt__error(lt_policy_error_t *err, const lt__src_t *src, int line, int col, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    lt__verror(err, src, line, col, fmt, ap);
     va_end(ap);
 }
 

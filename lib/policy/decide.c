@@ -105,9 +105,17 @@ static bool rule_matches(dstate_t *st, size_t pi, const pe_rule_t *r)
     return res == LT_POLICY_TRUE || (res == LT_POLICY_ERROR && r->deny);
 }
 
+/* The admin API's own resource types (lt__api_admin_caller): a "*" type, in a permission or
+ * a policy, never reaches them, and neither do tenant policies, so an application role such
+ * as "*:*" or a tenant's catch-all document cannot grant administration. */
+static bool reserved_type(const char *rtype)
+{
+    return strncmp(rtype, "latch:", 6) == 0;
+}
+
 static bool perm_matches(const pe_perm_t *p, const char *rtype, const char *action)
 {
-    return (strcmp(p->type, "*") == 0 || strcmp(p->type, rtype) == 0) &&
+    return ((strcmp(p->type, "*") == 0 && !reserved_type(rtype)) || strcmp(p->type, rtype) == 0) &&
            (strcmp(p->action, "*") == 0 || strcmp(p->action, action) == 0);
 }
 
@@ -136,18 +144,21 @@ fail:
     return NULL;
 }
 
-/* Applicable policies in decision order: tenant type, tenant "*", global type, global "*". */
+/* Applicable policies in decision order: tenant type, tenant "*", global type, global "*"
+ * (for a reserved type, the global type's only). */
 static size_t collect(const lt_policy_snapshot_t *s, const pe_tenant_t *t, const char *rtype, const pe_policy_t **out,
                       size_t cap)
 {
     const pe_vec_t *lists[4] = {0};
     size_t nl = 0, n = 0, rn = strlen(rtype);
-    if (t != NULL && t != &s->global) {
+    bool reserved = reserved_type(rtype);
+    if (t != NULL && t != &s->global && !reserved) {
         lists[nl++] = pe_map_get(&t->by_type, rtype, rn);
         lists[nl++] = &t->any;
     }
     lists[nl++] = pe_map_get(&s->global.by_type, rtype, rn);
-    lists[nl++] = &s->global.any;
+    if (!reserved)
+        lists[nl++] = &s->global.any;
     for (size_t i = 0; i < nl; i++)
         for (size_t j = 0; lists[i] != NULL && j < lists[i]->n; j++) {
             if (n < cap)

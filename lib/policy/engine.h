@@ -46,6 +46,10 @@
  * then the effective roles' RBAC permissions, then allow rules in the same policy order; the
  * first match decides.
  *
+ * Reserved resource types: those starting "latch:" are the admin API's own (latchd asks
+ * "may this user do latch:users:write?"). A "*" type, in a permission or a policy, does not
+ * cover them, and only global policies written for exactly that type apply.
+ *
  * Thread-safety: a builder belongs to one thread; a finished snapshot is immutable and
  * safe from any number of threads.
  */

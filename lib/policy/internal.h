@@ -13,6 +13,7 @@
 #define LT_POLICY_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -275,5 +276,7 @@ int lt__var_check(const lt_policy_vars_t *vars, size_t i, lt_policy_error_t *err
 
 void lt__error(lt_policy_error_t *err, const lt__src_t *src, int line, int col, const char *fmt, ...)
     LT_PRINTF(5, 6);
+void lt__verror(lt_policy_error_t *err, const lt__src_t *src, int line, int col, const char *fmt, va_list ap)
+    LT_PRINTF(5, 0);
 
 #endif

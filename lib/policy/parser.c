@@ -26,13 +26,11 @@ LT_PRINTF(3, 4) static void fail_at(parser_t *p, const lt__tok_t *t, const char 
 {
     if (p->rc != 0)
         return;
-    char msg[160];
+    p->rc = LT_EINVAL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    lt__verror(p->err, p->src, t->line, t->col, fmt, ap);
     va_end(ap);
-    p->rc = LT_EINVAL;
-    lt__error(p->err, p->src, t->line, t->col, "%s", msg);
 }
 
 static void next(parser_t *p)

@@ -95,6 +95,16 @@ int lt_store_stmt_register(lt_store_stmt_t *stmts, size_t n)
     return 0;
 }
 
+int lt_store_stmt_register_each(lt_store_stmt_t *const *stmts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int ret = lt_store_stmt_register(stmts[i], 1);
+        if (ret != 0)
+            return ret;
+    }
+    return 0;
+}
+
 static int stmt_is_registered(const lt_store_stmt_t *stmt)
 {
     return stmt->id >= 0 && (size_t)stmt->id < nregistered && registry[stmt->id] == stmt;

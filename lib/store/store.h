@@ -70,6 +70,14 @@ typedef struct lt_store_stmt {
  */
 int lt_store_stmt_register(lt_store_stmt_t *stmts, size_t n) LT_MUSTCHECK;
 
+/**
+ * Registers statements that are separate objects (a module's header exposes each by name):
+ * lt_store_stmt_register for each of `stmts` in turn, stopping at the first failure (which
+ * is fatal to start-up, so the ones before it staying registered does not matter).
+ * @return as lt_store_stmt_register.
+ */
+int lt_store_stmt_register_each(lt_store_stmt_t *const *stmts, size_t n) LT_MUSTCHECK;
+
 typedef struct lt_store_options {
     const char *conninfo;
     int pool_size;          /* connections, >= 1 */

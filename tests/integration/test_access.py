@@ -844,7 +844,7 @@ def poll(w, q, expected, t0, limit=1.0):
 # --- 5. administration: roles ---------------------------------------------------------------------
 
 
-ROLE_KEYS = {"id", "tenant_id", "name", "description", "permissions", "parents", "created_at", "updated_at"}
+ROLE_KEYS = {"builtin", "id", "tenant_id", "name", "description", "permissions", "parents", "created_at", "updated_at"}
 
 
 def test_role_crud(w):
@@ -1265,6 +1265,151 @@ def test_policy_test_endpoint(w):
         problem(w.api.call("POST", TEST, token=w.alice, json=body), 400, "invalid_request", "cases")
     r = w.api.call("POST", TEST, token=w.alice, json={"cases": []})
     assert r.json() == {"passed": 0, "failed": 0, "results": []}
+
+
+# --- 5. administration through the engine (Latch eats its own cooking) ------------------------
+
+
+USERS = "/v1/admin/users"
+CLIENTS = "/v1/admin/clients"
+
+
+def operator(w, token, tenant, roles=(), attributes=None):
+    """A new user of `tenant` (a tenant name; `token` administers it) with `roles`, signed in:
+    (user id, access token)."""
+    pw, email = strong(), f"{uniq('op')}@{tenant}.test"
+    body = {"email": email, "password": pw}
+    if attributes is not None:
+        body["attributes"] = attributes
+    r = w.api.call("POST", USERS, token=token, json=body)
+    assert r.status_code == 201, r.text
+    uid = r.json()["id"]
+    if roles:
+        w.set_roles(token, uid, list(roles))
+    return uid, w.login(tenant, email, pw)["access_token"]
+
+
+def status_of(w, method, tmpl, token, url=None, body=None):
+    return w.api.call(method, tmpl, url=url, token=token, json=body).status_code
+
+
+def becomes(w, method, tmpl, token, status, url=None, body=None, timeout=3.0):
+    """Polls until the call answers `status` (role changes reach the snapshot through NOTIFY)."""
+    got = lt.wait_for(lambda: status_of(w, method, tmpl, token, url, body) == status, timeout, 0.02)
+    assert got, f"{method} {url or tmpl} did not become {status} within {timeout} s"
+
+
+def test_builtin_roles_are_seeded_and_fixed(w):
+    r = w.api.call("GET", ROLES, token=w.root)
+    assert r.status_code == 200, r.text
+    builtin = {x["name"]: x for x in r.json()["items"] if x["builtin"]}
+    assert set(builtin) == {"admin", "global_admin"}
+    admin, glob = builtin["admin"], builtin["global_admin"]
+    assert admin["tenant_id"] is None and glob["tenant_id"] is None and glob["parents"] == ["admin"]
+    assert "latch:users:*" in admin["permissions"] and "latch:policies:*" in admin["permissions"]
+    assert {"latch:scope:global", "latch:keys:*", "latch:tenants:*"} <= set(glob["permissions"])
+    assert not any(x["builtin"] for x in r.json()["items"] if x["name"] not in builtin)
+    for role in (admin, glob):
+        url = f"/v1/admin/roles/{role['id']}"
+        problem(w.api.call("PATCH", ROLE, url=url, token=w.root, json={"permissions": []}), 403, "builtin_role")
+        problem(w.api.call("DELETE", ROLE, url=url, token=w.root), 403, "builtin_role")
+    # a tenant admin sees them too, and may not touch them either (they are not its tenant's)
+    r = w.api.call("PATCH", ROLE, url=f"/v1/admin/roles/{admin['id']}", token=w.gus, json={"permissions": []})
+    assert r.status_code in (403, 404), r.text
+
+
+def test_admin_permissions_come_from_roles(w):
+    reader = uniq("user-reader")
+    role = w.role(w.gus, name=reader, permissions=["latch:users:read"])
+    uid, tok = operator(w, w.gus, "gamma", roles=[reader])
+    becomes(w, "GET", USERS, tok, 200)
+    body = problem(w.api.call("POST", USERS, token=tok, json={"email": f"{uniq()}@gamma.test", "password": strong()}),
+                   403, "forbidden")
+    assert "latch:users:write" in body["detail"]
+    problem(w.api.call("GET", CLIENTS, token=tok), 403, "forbidden")
+    problem(w.api.call("GET", ROLES, token=tok), 403, "forbidden")
+    # users:write alone creates users, but not admins: roles need latch:roles:assign
+    writer = uniq("user-writer")
+    w.role(w.gus, name=writer, permissions=["latch:users:*"])
+    _, wtok = operator(w, w.gus, "gamma", roles=[writer])
+    becomes(w, "POST", USERS, wtok, 201, body={"email": f"{uniq()}@gamma.test", "password": strong()})
+    body = problem(w.api.call("POST", USERS, token=wtok, json={"email": f"{uniq()}@gamma.test", "password": strong(),
+                                                                "roles": ["admin"]}), 403, "forbidden")
+    assert "latch:roles:assign" in body["detail"]
+    # the role grows: the same token may now read clients (stored roles, not token claims)
+    r = w.api.call("PATCH", ROLE, url=f"/v1/admin/roles/{role['id']}", token=w.gus,
+                   json={"permissions": ["latch:users:read", "latch:clients:read"]})
+    assert r.status_code == 200, r.text
+    becomes(w, "GET", CLIENTS, tok, 200)
+    # and its scope stays its tenant: another tenant's user is not found
+    other, _ = operator(w, w.bob, "beta")
+    assert status_of(w, "GET", "/v1/admin/users/{id}", tok, url=f"/v1/admin/users/{other}") == 404
+    # the assignment goes: so do the rights, before the token expires
+    w.set_roles(w.gus, uid, [])
+    becomes(w, "GET", USERS, tok, 403)
+
+
+def test_stored_roles_win_over_the_token(w):
+    uid, tok = operator(w, w.gus, "gamma", roles=["admin"])
+    assert lt.jwt_claims(tok)["roles"] == ["admin"]
+    becomes(w, "GET", ROLES, tok, 200)
+    w.set_roles(w.gus, uid, [])
+    becomes(w, "GET", ROLES, tok, 403)
+    w.set_roles(w.gus, uid, ["admin"])
+    becomes(w, "GET", ROLES, tok, 200)
+
+
+def test_a_tenant_cannot_escalate(w):
+    for body, why in [
+        ({"permissions": ["latch:scope:global"]}, "latch:scope:global"),
+        ({"permissions": ["latch:keys:read"]}, "latch:keys:read"),
+        ({"permissions": ["latch:tenants:create"]}, "latch:tenants:create"),
+        ({"permissions": ["latch:tenants:*"]}, "latch:tenants:*"),
+        ({"parents": ["global_admin"]}, "global_admin"),
+    ]:
+        r = w.api.call("POST", ROLES, token=w.gus, json={"name": uniq("esc"), **body})
+        assert why in problem(r, 400, "invalid_request")["detail"], r.text
+    for name in ("admin", "global_admin", "latch-admin"):
+        problem(w.api.call("POST", ROLES, token=w.gus, json={"name": name}), 400, "invalid_request")
+    uid, tok = operator(w, w.gus, "gamma")
+    assert "global_admin" in problem(w.api.call("PUT", USER_ROLES, url=f"/v1/admin/users/{uid}/roles", token=w.gus,
+                                                json={"roles": ["global_admin"]}), 400, "invalid_request")["detail"]
+    # a global admin may grant it
+    w.set_roles(w.root, uid, ["global_admin"])
+    w.set_roles(w.root, uid, [])
+    # wildcards never reach the admin API's own types
+    star = uniq("everything")
+    w.role(w.gus, name=star, permissions=["*", "*:*", "*:write"])
+    w.set_roles(w.gus, uid, [star])
+    r = w.api.call("PUT", POLICY, url="/v1/admin/policies/" + uniq("p"), token=w.gus,
+                   json={"document": {"resource_type": "latch:users",
+                                      "rules": [{"id": "all", "effect": "allow", "actions": ["*"]}]}})
+    problem(r, 400, "invalid_request", "document.resource_type")
+    pid = uniq("catch-all")
+    w.put_policy(w.gus, pid, {"resource_type": "*", "rules": [{"id": "all", "effect": "allow", "actions": ["*"]}]})
+    try:
+        time.sleep(0.3)  # both changes are in the snapshot well within this
+        for tmpl in (USERS, CLIENTS, ROLES, POLICIES):
+            problem(w.api.call("GET", tmpl, token=tok), 403, "forbidden")
+    finally:
+        assert w.api.call("DELETE", POLICY, url=f"/v1/admin/policies/{pid}", token=w.gus).status_code == 204
+
+
+def test_global_policies_govern_the_admin_api(w):
+    uid, tok = operator(w, w.gus, "gamma", roles=["admin"], attributes={"frozen": True})
+    becomes(w, "POST", VALIDATE, tok, 200, body={"document": BETA_DOCUMENTS})
+    pid = uniq("freeze")
+    w.put_policy(w.root, pid, {"resource_type": "latch:users",
+                               "rules": [{"id": "frozen-writes", "effect": "deny", "actions": ["write"],
+                                          "when": "subject.frozen == true"}]}, **{"global": True})
+    try:
+        new_user = {"email": f"{uniq()}@gamma.test", "password": strong()}
+        becomes(w, "POST", USERS, tok, 403, body=new_user)
+        assert status_of(w, "GET", USERS, tok) == 200
+        assert status_of(w, "POST", USERS, w.gus, body=new_user) == 201  # gus is not frozen
+    finally:
+        r = w.api.call("DELETE", POLICY, url=f"/v1/admin/policies/{pid}?global=true", token=w.root)
+        assert r.status_code == 204, r.text
 
 
 # --- 6. bad inputs --------------------------------------------------------------------------------
