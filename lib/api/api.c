@@ -258,6 +258,8 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
         (ret = lt__api_oauth_statements()) != 0 || (ret = lt__api_keys_statements()) != 0 ||
         (ret = lt__api_mfa_statements()) != 0 || (ret = lt__api_policy_statements()) != 0)
         goto fail;
+    if ((ret = lt__api_forward_auth_init(api)) != 0)
+        goto fail;
     if ((ret = lt_password_policy_create(cfg->password_min_length, &api->policy)) != 0) {
         lt_log(LT_LOG_ERROR, "api", "password policy: %s", lt_strerror(ret));
         goto fail;
@@ -311,7 +313,8 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
         (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0 ||
         (ret = lt__api_oauth_routes(api, router)) != 0 || (ret = lt__api_clients_routes(api, router)) != 0 ||
         (ret = lt__api_revocations_routes(api, router)) != 0 || (ret = lt__api_mfa_routes(api, router)) != 0 ||
-        (ret = lt__api_access_routes(api, router)) != 0 || (ret = lt__api_policy_routes(api, router)) != 0)
+        (ret = lt__api_access_routes(api, router)) != 0 || (ret = lt__api_policy_routes(api, router)) != 0 ||
+        (ret = lt__api_forward_auth_routes(api, router)) != 0)
         return ret;
     return 0;
 }
@@ -551,6 +554,7 @@ void lt_api_destroy(lt_api_t **pa)
     lt_keyring_holder_dispose(&api->keys);
     lt_clients_holder_dispose(&api->clients);
     lt_holder_dispose(&api->decisions);
+    lt__api_forward_auth_fini(api);
     pthread_mutex_destroy(&api->rev_lock);
     free(api);
     *pa = NULL;

@@ -23,6 +23,19 @@
 #include "token/token.h"
 
 struct pg_result;
+struct lt_policy_routes;
+
+/* forward_auth.c: outcomes counted per worker, index-aligned with its metric labels. */
+enum {
+    LT_FA_ALLOWED = 0,     /* 200 after a decision */
+    LT_FA_PUBLIC,          /* 200 on a public route */
+    LT_FA_UNAUTHENTICATED, /* 401: no credential, or a bad one */
+    LT_FA_DENIED,          /* 403: the decision said no */
+    LT_FA_NO_ROUTE,        /* 403: no route rule matched */
+    LT_FA_REFUSED,         /* 400/403: a malformed, ambiguous or conflicting original request */
+    LT_FA_OFF,             /* 404: forward_auth_rules is not set */
+    LT_FA_OUTCOMES
+};
 
 /* Notification channels (LISTEN), index-aligned with lt__api_channel_names. */
 enum {
@@ -64,6 +77,7 @@ struct lt_api {
     uint64_t rev_seq;             /* highest revocation seq broadcast (under rev_lock) */
     int rev_resync;               /* a resync failed: the maintenance thread retries (atomic) */
     void *maint;                  /* maintenance thread (api.c) */
+    struct lt_policy_routes *fa_routes; /* forward-auth route rules, immutable; NULL: off */
 };
 
 typedef struct lt_api_worker {
@@ -86,6 +100,7 @@ typedef struct lt_api_worker {
     uint64_t jwks_gen;                        /* ring_gen it was rendered for */
     /* Copies for /metrics, which runs on any worker (relaxed atomics; writer: this worker). */
     uint64_t m_tc_entries, m_tc_bytes, m_tc_hits, m_tc_misses, m_rev_entries, m_rev_seq;
+    uint64_t m_fa[LT_FA_OUTCOMES]; /* forward-auth outcomes (forward_auth.c) */
 } lt_api_worker_t;
 
 static inline lt_api_worker_t *lt__api_worker(lt_req_t *r)
@@ -281,6 +296,11 @@ void lt__api_reverify_password(lt_req_t *r, const lt_token_t *t, const char *pas
 /* lt__api_bearer plus well-formed sid/sub/tenant (else 401 session ended). */
 const lt_token_t *lt__api_me_bearer(lt_req_t *r);
 
+/* oauth.c: a verified access token from the worker's token cache (verifying and caching it
+ * on a miss; the signature, iss/aud and times, not revocation), or NULL. The entry lives in
+ * the cache: use it before the handler returns. */
+lt_tcache_entry_t *lt__api_access_token(lt_req_t *r, const char *jwt, size_t n);
+
 /* ---- admin_common.c: what the admin surfaces share ---------------------------------- */
 
 /* Who is calling: the verified token and the tenant its queries are confined to. */
@@ -344,6 +364,13 @@ int lt__api_access_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_policy_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_policy_statements(void);
 int lt__api_mfa_statements(void);
+/* forward_auth.c: loads forward_auth_rules at start (logs the file, route and member of a
+ * problem; LT_EINVAL/LT_EIO then stop latchd), frees them at the end, registers the routes,
+ * appends latch_forward_auth_total to /metrics. */
+int lt__api_forward_auth_init(lt_api_t *api) LT_MUSTCHECK;
+void lt__api_forward_auth_fini(lt_api_t *api);
+int lt__api_forward_auth_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_forward_auth_metrics(lt_api_t *api, lt_buf_t *b) LT_MUSTCHECK;
 /* revocations.c: per-worker SSE streams. */
 int lt__api_streams_init(lt_api_worker_t *w) LT_MUSTCHECK;
 void lt__api_streams_push(lt_api_worker_t *w); /* after new entries reached w->revs */

@@ -417,7 +417,7 @@ static int slim(lt_token_t *t)
     return 0;
 }
 
-static lt_tcache_entry_t *access_token(lt_req_t *r, const char *jwt, size_t n)
+lt_tcache_entry_t *lt__api_access_token(lt_req_t *r, const char *jwt, size_t n)
 {
     lt_api_worker_t *w = lt__api_worker(r);
     lt_tcache_entry_t *e = access_token_lookup(r, jwt, n);
@@ -569,7 +569,7 @@ static int on_introspect(lt_req_t *r)
         (void)lt__api_query(r, &lt_auth_stmt_refresh_introspect, p, 2, refresh_introspected, ic);
         return 0;
     }
-    lt_tcache_entry_t *e = access_token(r, token, strlen(token));
+    lt_tcache_entry_t *e = lt__api_access_token(r, token, strlen(token));
     if (e == NULL || lt__api_revoked(r, &e->token) || strcmp(e->token.tenant, c->tenant_id) != 0) {
         send_inactive(r);
         return 0;
@@ -627,7 +627,7 @@ static int on_revoke(lt_req_t *r)
         (void)lt__api_query(r, &lt_auth_stmt_refresh_revoke, p, 5, revoke_done, NULL);
         return 0;
     }
-    lt_tcache_entry_t *ce = access_token(r, token, strlen(token));
+    lt_tcache_entry_t *ce = lt__api_access_token(r, token, strlen(token));
     /* Unknown, invalid, expired or another tenant's: nothing to do, and nothing to tell. */
     if (ce == NULL || strcmp(ce->token.tenant, c->tenant_id) != 0) {
         send_revoked(r);

@@ -114,6 +114,8 @@ static const lt_config_key_t keys[] = {
     K_INT(mfa_challenge_attempts, 1, 20, "5", false, "codes that may be tried against one MFA challenge"),
     K_INT(mfa_enrollment_ttl, 1, 86400, "900", false, "lifetime of the enrolment-only token of tenants that require MFA, seconds"),
     K_INT(recent_auth_window, 1, 86400, "300", false, "removing a factor or regenerating recovery codes needs an authentication this recent (or the password), seconds"),
+    K_STR(forward_auth_rules, "", false, false, "JSON file of forward-auth route rules (deploy/forward-auth/routes.example.json); empty = /v1/forward-auth answers 404"),
+    K_STR(forward_auth_cookie, "", false, false, "name of a cookie forward-auth reads an access token from when there is no bearer; empty = bearer only"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -540,6 +542,20 @@ static int online_cpus(void)
 }
 
 /* Required keys, rules that span keys, formats, and values derived from others. */
+/* "" (off) or an RFC 6265 cookie-name: a token of at most 64 characters. */
+static bool cookie_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c) != NULL)
+            return false;
+    }
+    return true;
+}
+
 static int validate(load_t *ld)
 {
     lt_config_t *c = ld->cfg;
@@ -591,6 +607,8 @@ static int validate(load_t *ld)
     if (c->key_rotation_interval != 0 && c->key_rotation_interval <= c->key_prepublish)
         return failf(ld, LT_EINVAL, "key 'key_rotation_interval'", "%d must exceed key_prepublish (%d)",
                      c->key_rotation_interval, c->key_prepublish);
+    if (!cookie_name_ok(c->forward_auth_cookie))
+        return failf(ld, LT_EINVAL, "key 'forward_auth_cookie'", "not a cookie name (RFC 6265 token characters)");
     if (*c->database_owner_url == '\0') {
         char *copy = strdup(c->database_url);
         if (copy == NULL)

@@ -84,6 +84,8 @@ typedef struct lt_config {
     int mfa_challenge_attempts;
     int mfa_enrollment_ttl;
     int recent_auth_window;
+    char *forward_auth_rules;  /* path of the route rules file; "" = forward-auth off */
+    char *forward_auth_cookie; /* cookie holding an access token; "" = bearer only */
 } lt_config_t;
 
 /* One row of the key table, exposed for documentation checks and --help. */

@@ -5,7 +5,9 @@
  * each route compares segment by segment and fails fast on the first literal mismatch,
  * which keeps a scan over a few dozen routes well under a microsecond. When several
  * patterns match, the most specific wins: literals beat parameters, compared left to right
- * (so `/v1/me/sessions` wins over `/v1/me/{x}` whatever the order of registration).
+ * (so `/v1/me/sessions` wins over `/v1/me/{x}` whatever the order of registration). Rest
+ * routes (LT_ROUTE_REST) walk the raw path themselves, since the split refuses what they
+ * accept (empty segments, depth), and rank below every exact match.
  */
 #include "http/router.h"
 
@@ -40,7 +42,7 @@ static int compile(lt_route_t *rt, const char *pattern)
         return LT_EINVAL;
     rt->nsegs = 0;
     if (strcmp(p, "/") == 0)
-        return 0;
+        return (rt->flags & LT_ROUTE_REST) ? LT_EINVAL : 0;
     while (*p == '/') {
         const char *seg = ++p;
         while (*p != '/' && *p != '\0')
@@ -62,13 +64,18 @@ static int compile(lt_route_t *rt, const char *pattern)
         rt->segs[rt->nsegs].is_param = is_param;
         rt->nsegs++;
     }
-    return *p == '\0' ? 0 : LT_EINVAL;
+    if (*p != '\0')
+        return LT_EINVAL;
+    if ((rt->flags & LT_ROUTE_REST) && (rt->nsegs == 0 || !rt->segs[rt->nsegs - 1].is_param))
+        return LT_EINVAL;
+    return 0;
 }
 
 /* Same method and the same shape (parameter names aside): the second could never match. */
 static int same_route(const lt_route_t *a, const lt_route_t *b)
 {
-    if (strcmp(a->method, b->method) != 0 || a->nsegs != b->nsegs)
+    if (strcmp(a->method, b->method) != 0 || a->nsegs != b->nsegs ||
+        (a->flags & LT_ROUTE_REST) != (b->flags & LT_ROUTE_REST))
         return 0;
     for (int i = 0; i < a->nsegs; i++) {
         if (a->segs[i].is_param != b->segs[i].is_param)
@@ -147,6 +154,45 @@ static unsigned match_score(const lt_route_t *rt, const path_segs_t *ps)
     return score;
 }
 
+/*
+ * A rest route against the raw path: its segments but the last match one segment each,
+ * then a '/' starts the rest. Same scoring as match_score (0: no match). With `m`, fills
+ * the parameters, the rest included.
+ */
+static unsigned rest_score(const lt_route_t *rt, const char *path, size_t len, lt_route_match_t *m)
+{
+    unsigned score = 1;
+    size_t i = 0;
+    for (int s = 0; s < rt->nsegs - 1; s++) {
+        if (i >= len || path[i] != '/')
+            return 0;
+        size_t start = ++i;
+        while (i < len && path[i] != '/')
+            i++;
+        size_t n = i - start;
+        score <<= 1;
+        if (n == 0)
+            return 0;
+        if (rt->segs[s].is_param) {
+            if (m != NULL) {
+                lt_route_param_t *p = &m->params[m->nparams++];
+                *p = (lt_route_param_t){rt->segs[s].text, rt->segs[s].len, path + start, n};
+            }
+            continue;
+        }
+        if (rt->segs[s].len != n || memcmp(rt->segs[s].text, path + start, n) != 0)
+            return 0;
+        score |= 1;
+    }
+    if (i >= len || path[i] != '/')
+        return 0;
+    if (m != NULL) {
+        lt_route_param_t *p = &m->params[m->nparams++];
+        *p = (lt_route_param_t){rt->segs[rt->nsegs - 1].text, rt->segs[rt->nsegs - 1].len, path + i + 1, len - i - 1};
+    }
+    return score << 1;
+}
+
 static int method_is(const char *route_method, const char *m, size_t mlen)
 {
     return strlen(route_method) == mlen && memcmp(route_method, m, mlen) == 0;
@@ -172,17 +218,17 @@ int lt_router_match(const lt_router_t *r, const char *method, size_t method_len,
     path_segs_t ps;
     const lt_route_t *best = NULL;
     unsigned best_score = 0;
-    int path_matched = 0;
+    int best_exact = 0, path_matched = 0;
     int head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
 
     m->route = NULL;
     m->nparams = 0;
     m->allow[0] = '\0';
-    if (split(path, path_len, &ps) != 0)
-        return LT_ENOTFOUND;
+    int split_ok = split(path, path_len, &ps) == 0;
     for (size_t i = 0; i < r->count; i++) {
         const lt_route_t *rt = &r->routes[i];
-        unsigned score = match_score(rt, &ps);
+        int exact = !(rt->flags & LT_ROUTE_REST);
+        unsigned score = exact ? (split_ok ? match_score(rt, &ps) : 0) : rest_score(rt, path, path_len, NULL);
         if (score == 0)
             continue;
         path_matched = 1;
@@ -191,12 +237,16 @@ int lt_router_match(const lt_router_t *r, const char *method, size_t method_len,
             allow_add(m->allow, sizeof(m->allow), "HEAD");
         if (!method_is(rt->method, method, method_len) && !(head && strcmp(rt->method, "GET") == 0))
             continue;
-        if (score > best_score)
-            best = rt, best_score = score;
+        if (exact > best_exact || (exact == best_exact && score > best_score))
+            best = rt, best_score = score, best_exact = exact;
     }
     if (best == NULL)
         return path_matched ? LT_ESTATE : LT_ENOTFOUND;
     m->route = best;
+    if (!best_exact) {
+        (void)rest_score(best, path, path_len, m);
+        return 0;
+    }
     for (int i = 0; i < best->nsegs; i++) {
         if (!best->segs[i].is_param)
             continue;

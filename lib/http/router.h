@@ -6,6 +6,12 @@
  * the raw path (before percent-decoding, query excluded): literals compare byte for byte, so
  * `/a%2Fb` never matches `/a/b`. HEAD is served by GET routes.
  *
+ * A route added with LT_ROUTE_REST ends in a parameter that takes the rest of the path:
+ * everything after the '/' before it, '/' and empty segments included, possibly nothing
+ * (`/v1/forward-auth/{path}` matches `/v1/forward-auth/`, `/v1/forward-auth/a//b/`). Such a
+ * route is split only up to that '/', so it also matches paths that are too deep or have
+ * empty segments, which no other route does. An exact match always beats a rest match.
+ *
  * Outcomes: a route (with captured parameters), "no such path" (404) or "path exists but
  * not for this method" (405, with the Allow list).
  *
@@ -28,6 +34,7 @@ typedef int (*lt_handler_fn)(struct lt_req *r);
 /* Route flags. */
 enum {
     LT_ROUTE_CACHEABLE = 1, /* the handler sets its own Cache-Control; default is no-store */
+    LT_ROUTE_REST = 2,      /* the last segment is a parameter taking the rest of the path */
 };
 
 typedef struct lt_route {
@@ -68,7 +75,7 @@ void lt_router_destroy(lt_router_t **r);
 /**
  * Adds a route. `method`, `pattern` must outlive the router (string literals).
  * @return 0, LT_EINVAL (pattern not absolute, empty or malformed `{}`, too many segments or
- *         parameters), LT_EEXIST (same method and an equivalent pattern), LT_ENOMEM.
+ *         parameters, LT_ROUTE_REST without a final parameter), LT_EEXIST (same method and an equivalent pattern), LT_ENOMEM.
  */
 int lt_router_add(lt_router_t *r, const char *method, const char *pattern, lt_handler_fn fn, unsigned flags) LT_MUSTCHECK;
 

@@ -124,6 +124,11 @@ static bool var_name_ok(const char *s)
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'))
             return false;
     }
+    /* `variables.in` would not parse: keywords cannot follow a '.' (fuzz_policy_expr). */
+    static const char *const keywords[] = {"true", "false", "null", "in"};
+    for (size_t i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+        if (strcmp(s, keywords[i]) == 0)
+            return false;
     return true;
 }
 
@@ -263,7 +268,7 @@ static lt_policy_var_t *load_variables(dctx_t *c, const json_t *vars, size_t *nv
         char w[128];
         where_key(w, sizeof(w), "/variables", k);
         if (!var_name_ok(k)) {
-            report(c, w, 0, 0, "a variable name is [A-Za-z_][A-Za-z0-9_]*, at most %d bytes", LT_POLICY_MAX_VAR_NAME);
+            report(c, w, 0, 0, "a variable name is [A-Za-z_][A-Za-z0-9_]*, not a keyword, at most %d bytes", LT_POLICY_MAX_VAR_NAME);
             continue;
         }
         if (!json_is_string(v)) {

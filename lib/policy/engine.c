@@ -694,3 +694,25 @@ int lt_policy_builder_finish(lt_policy_builder_t *b, lt_policy_snapshot_t **out,
     *out = s;
     return 0;
 }
+
+/* ---- forward-auth's identity headers --------------------------------------------------- */
+
+size_t lt_policy_subject_roles(const lt_policy_snapshot_t *s, const char *tenant, const char *type, const char *id,
+                               const char **out, size_t max)
+{
+    char key[PE_MAX_ID + PE_MAX_SUBJECT_ID + 2];
+    size_t tn = type != NULL ? strlen(type) : PE_MAX_ID + 1, in = id != NULL ? strlen(id) : 0;
+    if (s == NULL || tn > PE_MAX_ID || in > PE_MAX_SUBJECT_ID)
+        return 0;
+    memcpy(key, type, tn + 1);
+    memcpy(key + tn + 1, id, in);
+    /* the same lookup as a decision's: the tenant's subjects, then the global ones */
+    const pe_tenant_t *t = pe_tenant_find(s, tenant);
+    const pe_subject_t *sb = t != NULL ? pe_map_get(&t->subjects, key, tn + 1 + in) : NULL;
+    if (sb == NULL && t != &s->global)
+        sb = pe_map_get(&s->global.subjects, key, tn + 1 + in);
+    size_t n = 0;
+    for (size_t i = 0; sb != NULL && i < sb->nnames && n < max; i++)
+        out[n++] = sb->names[i];
+    return n;
+}

@@ -176,4 +176,14 @@ int lt_policy_decide(const lt_policy_snapshot_t *s, const lt_policy_request_t *q
  */
 json_t *lt_policy_run_cases(const lt_policy_snapshot_t *s, const char *tenant, const json_t *cases, int64_t now_us);
 
+/**
+ * The effective roles (assigned and inherited, as decisions see them) of a subject the
+ * snapshot knows, looked up like a decision's subject: in `tenant`, then among the global
+ * subjects. Fills at most `max` names, which point into the snapshot (valid while it is
+ * held). An unknown subject has none.
+ * @return the number of names written.
+ */
+size_t lt_policy_subject_roles(const lt_policy_snapshot_t *s, const char *tenant, const char *type, const char *id,
+                               const char **out, size_t max);
+
 #endif

@@ -97,7 +97,8 @@ typedef struct lt_policy_expr lt_policy_expr_t;
 
 /* A named sub-expression, referred to as `variables.NAME`. */
 typedef struct lt_policy_var {
-    const char *name; /* [A-Za-z_][A-Za-z0-9_]*, at most LT_POLICY_MAX_VAR_NAME bytes */
+    const char *name; /* [A-Za-z_][A-Za-z0-9_]*, at most LT_POLICY_MAX_VAR_NAME bytes; the document
+                       * reader also refuses the keywords true, false, null, in */
     const char *src;
     size_t len;
 } lt_policy_var_t;

@@ -614,7 +614,7 @@ static void test_validate(void **state)
     json_decref(doc);
 
     doc = J("{\"resource_type\":\"doc\",\"colour\":1,"
-            "\"variables\":{\"a\":\"resource.x ==\",\"b\":\"variables.c\",\"c\":\"variables.b\",\"1bad\":\"true\","
+            "\"variables\":{\"a\":\"resource.x ==\",\"b\":\"variables.c\",\"c\":\"variables.b\",\"1bad\":\"true\",\"in\":\"true\","
             "             \"n\":5,\"good\":\"resource.y\"},"
             "\"derived_roles\":[{\"name\":\"Owner\",\"when\":\"true\"},{\"name\":\"x\",\"when\":\"true\"},"
             "                   {\"name\":\"x\",\"when\":\"true\"},{\"name\":\"y\",\"parent_roles\":[],\"colour\":1},"
@@ -634,6 +634,7 @@ static void test_validate(void **state)
     PROBLEM(list, "/colour", 0, 0, "unknown key");
     PROBLEM(list, "/variables/a", 1, 14, "expected an operand");
     PROBLEM(list, "/variables/1bad", 0, 0, "variable name");
+    PROBLEM(list, "/variables/in", 0, 0, "not a keyword");
     PROBLEM(list, "/variables/n", 0, 0, "must be a string");
     PROBLEM(list, "/derived_roles/0/name", 0, 0, "name must be");
     PROBLEM(list, "/derived_roles/2/name", 0, 0, "defined twice");

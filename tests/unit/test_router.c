@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -155,6 +156,67 @@ static void test_decode(void **state)
     assert_int_equal(lt_router_decode(out, 4, "abc", 3), 3);
 }
 
+/* LT_ROUTE_REST: the final parameter takes the rest, '/' and empty segments included. */
+static void test_rest(void **state)
+{
+    lt_router_t *rt = *state;
+    lt_route_match_t m;
+    assert_int_equal(lt_router_add(rt, "GET", "/fa", h_a, 0), 0);
+    assert_int_equal(lt_router_add(rt, "GET", "/fa/{path}", h_b, LT_ROUTE_REST), 0);
+    assert_int_equal(lt_router_add(rt, "POST", "/fa/{path}", h_b, LT_ROUTE_REST), 0);
+    assert_int_equal(lt_router_add(rt, "GET", "/t/{tenant}/f/{rest}", h_b, LT_ROUTE_REST), 0);
+    assert_int_equal(lt_router_add(rt, "GET", "/fa/exact", h_a, 0), 0);
+
+    assert_int_equal(match(rt, "GET", "/fa", &m), 0);
+    assert_string_equal(m.route->pattern, "/fa");
+    assert_int_equal(m.nparams, 0);
+    const char *const rests[] = {"", "docs", "docs/1", "a//b/", "..", "x/", "%2F", "1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17"};
+    for (size_t i = 0; i < sizeof(rests) / sizeof(rests[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/fa/%s", rests[i]);
+        assert_int_equal(match(rt, "GET", path, &m), 0);
+        assert_string_equal(m.route->pattern, "/fa/{path}");
+        assert_int_equal(m.nparams, 1);
+        assert_int_equal(m.params[0].name_len, 4);
+        assert_memory_equal(m.params[0].name, "path", 4);
+        assert_int_equal(m.params[0].value_len, strlen(rests[i]));
+        assert_memory_equal(m.params[0].value, rests[i], strlen(rests[i]));
+    }
+    /* an exact route wins over the rest route, whatever the order */
+    assert_int_equal(match(rt, "GET", "/fa/exact", &m), 0);
+    assert_string_equal(m.route->pattern, "/fa/exact");
+    assert_int_equal(match(rt, "GET", "/fa/exact/more", &m), 0);
+    assert_string_equal(m.route->pattern, "/fa/{path}");
+    /* HEAD through GET, other methods 405 with the rest routes' methods */
+    assert_int_equal(match(rt, "HEAD", "/fa/x", &m), 0);
+    assert_int_equal(match(rt, "PUT", "/fa/x", &m), LT_ESTATE);
+    assert_string_equal(m.allow, "GET, HEAD, POST");
+    /* parameters before the rest */
+    assert_int_equal(match(rt, "GET", "/t/acme/f/a/b", &m), 0);
+    assert_int_equal(m.nparams, 2);
+    assert_memory_equal(m.params[0].value, "acme", 4);
+    assert_int_equal(m.params[1].value_len, 3);
+    assert_memory_equal(m.params[1].value, "a/b", 3);
+    assert_int_equal(match(rt, "GET", "/t//f/a", &m), LT_ENOTFOUND);
+    assert_int_equal(match(rt, "GET", "/t/acme/f", &m), LT_ENOTFOUND);
+    /* the prefix must be whole segments */
+    assert_int_equal(match(rt, "GET", "/fax", &m), LT_ENOTFOUND);
+    assert_int_equal(match(rt, "GET", "/fa%2Fx", &m), LT_ENOTFOUND);
+    assert_int_equal(match(rt, "GET", "//fa/x", &m), LT_ENOTFOUND);
+    /* the other routes are unchanged */
+    assert_int_equal(match(rt, "GET", "/healthz/", &m), LT_ENOTFOUND);
+    assert_int_equal(match(rt, "GET", "/v1/me/sessions", &m), 0);
+    assert_string_equal(m.route->pattern, "/v1/me/sessions");
+    /* malformed: the last segment must be a parameter; rest and exact are distinct shapes */
+    assert_int_equal(lt_router_add(rt, "GET", "/fb", h_a, LT_ROUTE_REST), LT_EINVAL);
+    assert_int_equal(lt_router_add(rt, "GET", "/", h_a, LT_ROUTE_REST), LT_EINVAL);
+    assert_int_equal(lt_router_add(rt, "GET", "/fb/{x}/y", h_a, LT_ROUTE_REST), LT_EINVAL);
+    assert_int_equal(lt_router_add(rt, "GET", "/fa/{other}", h_a, LT_ROUTE_REST), LT_EEXIST);
+    assert_int_equal(lt_router_add(rt, "GET", "/fa/{other}", h_a, 0), 0);
+    assert_int_equal(match(rt, "GET", "/fa/one", &m), 0);
+    assert_string_equal(m.route->pattern, "/fa/{other}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +230,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_and_count, setup, teardown),
         cmocka_unit_test(test_decode),
+        cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
