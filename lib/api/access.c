@@ -100,11 +100,9 @@ static int explain_wanted(const json_t *body)
     return json_is_true(json_object_get(json_object_get(body, "options"), "explain"));
 }
 
-/* One decision as the response item: {decision[, context: {explanation}]}. NULL on ENOMEM. */
-static json_t *decide_one(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
-                          const json_t *resource, const json_t *context, int explain)
+int lt__api_decide(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
+                   const json_t *resource, const json_t *context, int explain, lt_policy_decision_t *d)
 {
-    lt_policy_decision_t d = {0};
     lt_policy_request_t q = {
         .tenant = tenant,
         .subject = subject,
@@ -114,7 +112,15 @@ static json_t *decide_one(lt_req_t *r, const char *tenant, const json_t *subject
         .now_us = (int64_t)lt_now_ms() * 1000,
         .explain = explain,
     };
-    int ret = lt_policy_decide(lt__api_worker(r)->snapshot, &q, &d);
+    return lt_policy_decide(lt__api_worker(r)->snapshot, &q, d);
+}
+
+/* One decision as the response item: {decision[, context: {explanation}]}. NULL on ENOMEM. */
+static json_t *decide_one(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
+                          const json_t *resource, const json_t *context, int explain)
+{
+    lt_policy_decision_t d = {0};
+    int ret = lt__api_decide(r, tenant, subject, action, resource, context, explain, &d);
     if (ret == LT_ENOMEM) {
         json_decref(d.explanation);
         return NULL;

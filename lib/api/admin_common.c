@@ -28,15 +28,8 @@ int lt__api_user_may(lt_req_t *r, const lt_token_t *t, const char *permission)
     json_t *resource = json_pack("{s:s#}", "type", permission, (int)(colon - permission));
     json_t *action = json_pack("{s:s}", "name", colon + 1);
     lt_policy_decision_t d = {0};
-    lt_policy_request_t q = {
-        .tenant = t->tenant,
-        .subject = subject,
-        .resource = resource,
-        .action = action,
-        .now_us = (int64_t)lt_now_ms() * 1000,
-    };
     int allow = subject != NULL && resource != NULL && action != NULL &&
-                lt_policy_decide(lt__api_worker(r)->snapshot, &q, &d) == 0 && d.allow;
+                lt__api_decide(r, t->tenant, subject, action, resource, NULL, 0, &d) == 0 && d.allow;
     json_decref(subject);
     json_decref(resource);
     json_decref(action);

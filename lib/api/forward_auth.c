@@ -328,15 +328,7 @@ static void decide(lt_req_t *r, const lt_token_t *t, const lt_policy_route_match
         set_text(context, "ip", ip, strlen(ip));
     }
     lt_policy_decision_t d = {0};
-    lt_policy_request_t q = {
-        .tenant = t->tenant,
-        .subject = subject,
-        .resource = resource,
-        .action = action,
-        .context = context,
-        .now_us = (int64_t)lt_now_ms() * 1000,
-    };
-    int ret = ok ? lt_policy_decide(lt__api_worker(r)->snapshot, &q, &d) : LT_ENOMEM;
+    int ret = ok ? lt__api_decide(r, t->tenant, subject, action, resource, context, 0, &d) : LT_ENOMEM;
     json_decref(subject);
     json_decref(props);
     json_decref(resource);

@@ -360,6 +360,10 @@ int lt__api_keys_statements(void);
 int lt__api_clients_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_revocations_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_mfa_routes(lt_api_t *api, lt_router_t *router);
+/* access.c: one decision by the worker's policy snapshot, now, in `tenant` (borrowed
+ * objects; lt_policy_decide's contract). */
+int lt__api_decide(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
+                   const json_t *resource, const json_t *context, int explain, lt_policy_decision_t *d);
 int lt__api_access_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_policy_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_policy_statements(void);
