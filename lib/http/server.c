@@ -3,9 +3,10 @@
  *
  * Layout: one h2o_globalconf_t (read-only once workers run) with one host, one path "/"
  * and one handler (on_req) that does our own routing. Each worker thread owns an evloop, an
- * h2o_context_t, accept contexts for the TLS and cleartext listeners (a dup of the shared
- * listening fd each: the kernel wakes the workers, the losers of an accept get EAGAIN), a
- * multithread receiver for broadcasts and stop, metrics and an access-log buffer.
+ * h2o_context_t, accept contexts for the TLS and cleartext listeners (listening sockets of
+ * its own in the listener's SO_REUSEPORT group, so the kernel spreads connections across
+ * the workers; see reuse_listener), a multithread receiver for broadcasts and stop, metrics
+ * and an access-log buffer.
  *
  * Request lifetime: on_req allocates the lt_req_t as a shared entry of the request pool
  * whose dispose callback runs when h2o frees the request, after a normal response and after
@@ -308,6 +309,7 @@ static int open_listener(const char *addr, int *fd_out, int *port_out, char *err
         goto bad;
     if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
         listen(fd, SOMAXCONN) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
@@ -360,6 +362,31 @@ fail_quiet:
     ERR_clear_error();
     SSL_CTX_free(ctx);
     return LT_EINVAL;
+}
+
+/*
+ * Another listening socket on `fd`'s address, in its SO_REUSEPORT group, or -1. Each worker
+ * but the first listens on one of its own: the kernel then spreads new connections across
+ * the workers by their 4-tuple hash. With one socket polled by every worker, whichever woke
+ * first took a whole burst of keep-alive connections and kept them (measured: 32 h2load
+ * connections all on one of two workers in half the runs, and half the throughput).
+ */
+static int reuse_listener(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int on = 1, nfd = -1;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        (nfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+        return -1;
+    if (setsockopt(nfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(nfd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        setsockopt(nfd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 || bind(nfd, (struct sockaddr *)&ss, sl) != 0 ||
+        listen(nfd, SOMAXCONN) != 0) {
+        close(nfd);
+        return -1;
+    }
+    return nfd;
 }
 
 /* ---- workers ------------------------------------------------------------------------ */
@@ -494,7 +521,9 @@ static void *worker_main(void *arg)
         w->accept[i].ssl_ctx = i == LISTEN_TLS ? s->ssl_ctx : NULL;
         if (s->listen_fd[i] < 0)
             continue;
-        int fd = dup(s->listen_fd[i]);
+        /* The first worker takes the server's own socket (it must be accepted from: it is
+         * in the group too), the others sockets of their own. */
+        int fd = w->id == 0 ? dup(s->listen_fd[i]) : reuse_listener(s->listen_fd[i]);
         if (fd < 0) {
             worker_signal_ready(w, LT_EIO);
             return NULL;
