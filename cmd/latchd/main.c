@@ -18,6 +18,7 @@
 #include "api/api.h"
 #include "base/base.h"
 #include "config/config.h"
+#include "http/ratelimit.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -41,20 +42,59 @@ static const char *config_path(const char *arg)
     return env != NULL && *env != '\0' ? env : NULL;
 }
 
-/* SIGHUP: re-read the configuration and apply what may change without a restart. */
-static void reload(const char *path, lt_config_t *live)
+typedef struct {
+    lt_config_t *live, *fresh;
+    char changed[1024], fixed[1024];
+} reload_t;
+
+/* Runs while every worker is paused (lt_http_server_quiesce): workers read `live` unlocked. */
+static void reload_apply(void *data)
 {
+    reload_t *r = data;
+    lt_config_apply_reloadable(r->live, r->fresh, r->changed, sizeof(r->changed), r->fixed, sizeof(r->fixed));
+}
+
+/*
+ * SIGHUP: re-read the configuration and apply what may change without a restart. The TLS
+ * certificate and key are re-read even when their paths did not change (a renewed
+ * certificate is usually written over the old files); new handshakes use them, open
+ * connections keep theirs. Anything wrong (a file that no longer validates, a certificate
+ * that does not load or match its key) refuses the whole reload: nothing changes.
+ */
+static void reload(const char *path, lt_config_t *live, lt_http_server_t *server)
+{
+    reload_t r = {.live = live};
     lt_config_t fresh;
     char err[512];
+    int tls = 0;
     if (lt_config_load(&fresh, path, environ, err, sizeof(err)) != 0) {
         lt_log(LT_LOG_ERROR, "latchd", "reload refused, configuration unchanged: %s", err);
         return;
     }
-    /* logged before applying, so the line shows even when the new level hides info */
-    lt_log(LT_LOG_INFO, "latchd", "configuration reloaded (reloadable keys applied: log_level=%s)",
-           lt_log_level_name((lt_log_level_t)fresh.log_level));
-    live->log_level = fresh.log_level;
-    lt_log_set_level((lt_log_level_t)fresh.log_level);
+    if (lt_http_ratelimit_check(fresh.rate_limits, fresh.trusted_proxies, err, sizeof(err)) != 0) {
+        lt_log(LT_LOG_ERROR, "latchd", "reload refused, configuration unchanged: %s", err);
+        lt_config_free(&fresh);
+        return;
+    }
+    /* `listen` itself needs a restart; with the TLS listener off there is nothing to reload */
+    if (live->listen[0] != '\0' && fresh.listen[0] != '\0') {
+        if (lt_http_server_reload_tls(server, fresh.tls_cert, fresh.tls_key, err, sizeof(err)) != 0) {
+            lt_log(LT_LOG_ERROR, "latchd", "reload refused, configuration and certificate unchanged: %s", err);
+            lt_config_free(&fresh);
+            return;
+        }
+        tls = 1;
+    }
+    r.fresh = &fresh;
+    lt_http_server_quiesce(server, reload_apply, &r);
+    /* checked above; swapped atomically, so outside the pause */
+    if (lt_http_ratelimit_configure(server, live->rate_limits, live->trusted_proxies, err, sizeof(err)) != 0)
+        lt_log(LT_LOG_ERROR, "latchd", "rate limits unchanged: %s", err);
+    lt_log(LT_LOG_INFO, "latchd", "configuration reloaded%s; keys applied: %s%s%s",
+           tls ? ", TLS certificate re-read" : "", r.changed[0] != '\0' ? r.changed : "none",
+           r.fixed[0] != '\0' ? "; changed but only applied at restart: " : "", r.fixed);
+    /* after the line above, so it shows even when the new level hides info */
+    lt_log_set_level((lt_log_level_t)live->log_level);
     lt_config_free(&fresh);
 }
 
@@ -114,6 +154,10 @@ static int run(const char *path, lt_config_t *cfg)
         goto done;
     }
     lt_api_set_server(api, server);
+    if (lt_http_ratelimit_configure(server, cfg->rate_limits, cfg->trusted_proxies, err, sizeof(err)) != 0) {
+        lt_log(LT_LOG_ERROR, "latchd", "%s", err);
+        goto done;
+    }
     if (lt_http_server_start(server) != 0) {
         lt_log(LT_LOG_ERROR, "latchd", "a worker failed to start");
         goto done;
@@ -134,7 +178,7 @@ static int run(const char *path, lt_config_t *cfg)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            reload(path, cfg);
+            reload(path, cfg, server);
             continue;
         }
         break;
@@ -186,6 +230,11 @@ int main(int argc, char **argv)
     const char *path = config_path(path_arg);
     if (lt_config_load(&cfg, path, environ, err, sizeof(err)) != 0) {
         fprintf(stderr, "latchd: %s\n", err);
+        return 1;
+    }
+    if (lt_http_ratelimit_check(cfg.rate_limits, cfg.trusted_proxies, err, sizeof(err)) != 0) {
+        fprintf(stderr, "latchd: config: %s\n", err);
+        lt_config_free(&cfg);
         return 1;
     }
     if (check) {

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
 
 /* Items in one batch: beyond it, 400. */
@@ -85,7 +86,7 @@ static void bad_request(lt_req_t *r, const char *field, const char *why)
  * tenant id in the request pool. */
 static const char *decider_tenant(lt_req_t *r)
 {
-    const lt_client_t *c = lt__api_client_auth(r, NULL);
+    const lt_client_t *c = lt__api_caller_client(r, NULL); /* a client, or an API key */
     if (c == NULL)
         return NULL;
     if (!lt_client_has_permission(c, "decide")) {
@@ -100,8 +101,9 @@ static int explain_wanted(const json_t *body)
     return json_is_true(json_object_get(json_object_get(body, "options"), "explain"));
 }
 
-int lt__api_decide(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
-                   const json_t *resource, const json_t *context, int explain, lt_policy_decision_t *d)
+static int decide_at(const lt_policy_snapshot_t *snap, int64_t now_us, const char *tenant, const json_t *subject,
+                     const json_t *action, const json_t *resource, const json_t *context, int explain,
+                     lt_policy_decision_t *d)
 {
     lt_policy_request_t q = {
         .tenant = tenant,
@@ -109,18 +111,25 @@ int lt__api_decide(lt_req_t *r, const char *tenant, const json_t *subject, const
         .resource = resource,
         .action = action,
         .context = context,
-        .now_us = (int64_t)lt_now_ms() * 1000,
+        .now_us = now_us,
         .explain = explain,
     };
-    return lt_policy_decide(lt__api_worker(r)->snapshot, &q, d);
+    return lt_policy_decide(snap, &q, d);
+}
+
+int lt__api_decide(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
+                   const json_t *resource, const json_t *context, int explain, lt_policy_decision_t *d)
+{
+    return decide_at(lt__api_worker(r)->snapshot, (int64_t)lt_now_ms() * 1000, tenant, subject, action, resource,
+                     context, explain, d);
 }
 
 /* One decision as the response item: {decision[, context: {explanation}]}. NULL on ENOMEM. */
-static json_t *decide_one(lt_req_t *r, const char *tenant, const json_t *subject, const json_t *action,
-                          const json_t *resource, const json_t *context, int explain)
+static json_t *decide_one(const lt_policy_snapshot_t *snap, int64_t now_us, const char *tenant, const json_t *subject,
+                          const json_t *action, const json_t *resource, const json_t *context, int explain)
 {
     lt_policy_decision_t d = {0};
-    int ret = lt__api_decide(r, tenant, subject, action, resource, context, explain, &d);
+    int ret = decide_at(snap, now_us, tenant, subject, action, resource, context, explain, &d);
     if (ret == LT_ENOMEM) {
         json_decref(d.explanation);
         return NULL;
@@ -133,27 +142,15 @@ static json_t *decide_one(lt_req_t *r, const char *tenant, const json_t *subject
     return item;
 }
 
-static int on_evaluation(lt_req_t *r)
+static int evaluation(const lt_policy_snapshot_t *snap, const char *tenant, const json_t *body, int64_t now_us,
+                      json_t **out, const char **field, const char **why)
 {
-    const char *tenant = decider_tenant(r);
-    json_t *body = NULL;
-    if (tenant == NULL || lt_http_read_json(r, &body) != 0)
-        return 0;
     const json_t *subject = json_object_get(body, "subject"), *action = json_object_get(body, "action"),
                  *resource = json_object_get(body, "resource"), *context = json_object_get(body, "context");
-    const char *field, *why = invalid_member(subject, action, resource, context, &field);
-    if (why != NULL) {
-        bad_request(r, field, why);
-        json_decref(body);
-        return 0;
-    }
-    json_t *item = decide_one(r, tenant, subject, action, resource, context, explain_wanted(body));
-    json_decref(body);
-    if (item == NULL)
-        lt__api_internal_error(r, "out of memory deciding");
-    else
-        lt_http_send_json(r, 200, item);
-    return 0;
+    if ((*why = invalid_member(subject, action, resource, context, field)) != NULL)
+        return LT_EINVAL;
+    *out = decide_one(snap, now_us, tenant, subject, action, resource, context, explain_wanted(body));
+    return *out != NULL ? 0 : LT_ENOMEM;
 }
 
 typedef enum { EXECUTE_ALL, DENY_ON_FIRST_DENY, PERMIT_ON_FIRST_PERMIT } semantic_t;
@@ -165,12 +162,9 @@ static const json_t *member(const json_t *item, const json_t *body, const char *
     return v != NULL ? v : json_object_get(body, name);
 }
 
-static int on_evaluations(lt_req_t *r)
+static int evaluations(const lt_policy_snapshot_t *snap, const char *tenant, const json_t *body, int64_t now_us,
+                       json_t **result, const char **field_out, const char **why_out)
 {
-    const char *tenant = decider_tenant(r);
-    json_t *body = NULL;
-    if (tenant == NULL || lt_http_read_json(r, &body) != 0)
-        return 0;
     const json_t *items = json_object_get(body, "evaluations"), *options = json_object_get(body, "options");
     const char *sem = json_string_value(json_object_get(options, "evaluations_semantic"));
     semantic_t semantic = EXECUTE_ALL;
@@ -188,9 +182,8 @@ static int on_evaluations(lt_req_t *r)
     else if (json_object_get(options, "evaluations_semantic") != NULL && (sem == NULL || strcmp(sem, "execute_all") != 0))
         field = "options.evaluations_semantic", why = "must be execute_all, deny_on_first_deny or permit_on_first_permit";
     if (why != NULL) {
-        bad_request(r, field, why);
-        json_decref(body);
-        return 0;
+        *field_out = field, *why_out = why;
+        return LT_EINVAL;
     }
     int explain = explain_wanted(body);
     json_t *out = json_array();
@@ -199,12 +192,14 @@ static int on_evaluations(lt_req_t *r)
         const json_t *s = json_object_get(body, "subject"), *a = json_object_get(body, "action"),
                      *res = json_object_get(body, "resource"), *c = json_object_get(body, "context");
         if ((why = invalid_member(s, a, res, c, &field)) != NULL) {
-            bad_request(r, field, why);
+            *field_out = field, *why_out = why;
             json_decref(out);
-            json_decref(body);
-            return 0;
+            return LT_EINVAL;
         }
-        json_array_append_new(out, decide_one(r, tenant, s, a, res, c, explain));
+        if (out != NULL && json_array_append_new(out, decide_one(snap, now_us, tenant, s, a, res, c, explain)) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
     }
     for (size_t i = 0; i < n && out != NULL; i++) {
         const json_t *item = json_array_get(items, i);
@@ -221,7 +216,7 @@ static int on_evaluations(lt_req_t *r)
                 answer = json_pack("{s:b, s:{s:{s:s, s:s}}}", "decision", 0, "context", "error", "status", "400",
                                    "message", msg);
             } else {
-                answer = decide_one(r, tenant, s, a, res, c, explain);
+                answer = decide_one(snap, now_us, tenant, s, a, res, c, explain);
             }
         }
         if (answer == NULL) {
@@ -234,13 +229,48 @@ static int on_evaluations(lt_req_t *r)
         if ((semantic == DENY_ON_FIRST_DENY && !allow) || (semantic == PERMIT_ON_FIRST_PERMIT && allow))
             break;
     }
-    json_decref(body);
-    if (out == NULL) {
-        lt__api_internal_error(r, "out of memory deciding");
+    *result = out != NULL ? json_pack("{s:o}", "evaluations", out) : NULL;
+    return *result != NULL ? 0 : LT_ENOMEM;
+}
+
+int lt__api_authzen(const lt_policy_snapshot_t *snap, const char *tenant, const json_t *body, int batch, int64_t now_us,
+                    json_t **out, const char **field, const char **why)
+{
+    *out = NULL;
+    *field = *why = NULL;
+    int ret = batch ? evaluations(snap, tenant, body, now_us, out, field, why)
+                    : evaluation(snap, tenant, body, now_us, out, field, why);
+    if (ret != LT_EINVAL)
+        *field = *why = NULL; /* invalid_member names each member it looks at */
+    return ret;
+}
+
+static int answer(lt_req_t *r, int batch)
+{
+    const char *tenant = decider_tenant(r), *field, *why;
+    json_t *body = NULL, *out;
+    if (tenant == NULL || lt_http_read_json(r, &body) != 0)
         return 0;
-    }
-    lt_http_send_json(r, 200, json_pack("{s:o}", "evaluations", out));
+    int ret = lt__api_authzen(lt__api_worker(r)->snapshot, tenant, body, batch, (int64_t)lt_now_ms() * 1000, &out,
+                              &field, &why);
+    json_decref(body);
+    if (ret == LT_EINVAL)
+        bad_request(r, field, why);
+    else if (ret != 0)
+        lt__api_internal_error(r, "out of memory deciding");
+    else
+        lt_http_send_json(r, 200, out);
     return 0;
+}
+
+static int on_evaluation(lt_req_t *r)
+{
+    return answer(r, 0);
+}
+
+static int on_evaluations(lt_req_t *r)
+{
+    return answer(r, 1);
 }
 
 static int on_configuration(lt_req_t *r)

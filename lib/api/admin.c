@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
 #include "identity/admin.h"
 #include "identity/auth.h"
@@ -107,6 +108,19 @@ static const char *display_name_problem(const char *s)
     return chars > DISPLAY_NAME_MAX ? "must be at most 200 characters" : NULL;
 }
 
+/* ---- request bodies (free of h2o: tests/fuzz/fuzz_body_admin.c runs them) ------------- */
+
+void lt__api_tenant_create_in(lt_api_in_t *in, const char **name, const char **display)
+{
+    const char *why;
+    *name = lt__api_in_str(in, "name", 1, 63);
+    *display = lt__api_in_str(in, "display_name", 0, DISPLAY_NAME_MAX * 4);
+    if (*name != NULL && !lt_admin_tenant_name_ok(*name))
+        lt__api_in_error(in, "name", "must be 1 to 63 of a-z, 0-9 and '-', not starting with '-'");
+    if (*display != NULL && (why = display_name_problem(*display)) != NULL)
+        lt__api_in_error(in, "display_name", why);
+}
+
 static int on_tenant_create(lt_req_t *r)
 {
     lt_api_caller_t c;
@@ -119,13 +133,8 @@ static int on_tenant_create(lt_req_t *r)
     }
     if (lt__api_body_read(r, &in) != 0)
         return 0;
-    const char *name = lt__api_in_str(&in, "name", 1, 63);
-    const char *display = lt__api_in_str(&in, "display_name", 0, DISPLAY_NAME_MAX * 4);
-    const char *why;
-    if (name != NULL && !lt_admin_tenant_name_ok(name))
-        lt__api_in_error(&in, "name", "must be 1 to 63 of a-z, 0-9 and '-', not starting with '-'");
-    if (display != NULL && (why = display_name_problem(display)) != NULL)
-        lt__api_in_error(&in, "display_name", why);
+    const char *name, *display;
+    lt__api_tenant_create_in(&in, &name, &display);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     const char *params[] = {name, display, c.t->sub, lt_req_peer(r), r->request_id};
@@ -170,10 +179,10 @@ static int known_setting(const char *key)
 
 /*
  * Validates a tenant settings patch: only the known keys, each a valid value or null (back
- * to the default). Problems are recorded as settings.<key>. @return the patch as JSON text
- * in the request pool, or NULL (nothing to store, or an error was recorded).
+ * to the default). Problems are recorded as settings.<key>. @return 0, or -1 after
+ * recording an error.
  */
-static const char *settings_patch(lt_req_t *r, lt_api_in_t *in, json_t *settings)
+static int settings_check(lt_api_in_t *in, json_t *settings)
 {
     static const char *const mfa_modes[] = {"off", "optional", "required"};
     const char *key;
@@ -211,7 +220,17 @@ static const char *settings_patch(lt_req_t *r, lt_api_in_t *in, json_t *settings
             bad = 1;
         }
     }
-    return bad ? NULL : lt__api_pool_json(r, settings);
+    return bad ? -1 : 0;
+}
+
+json_t *lt__api_tenant_patch_in(lt_api_in_t *in, const char **display)
+{
+    const char *why;
+    *display = lt__api_in_str(in, "display_name", 0, DISPLAY_NAME_MAX * 4);
+    json_t *settings = lt__api_in_obj(in, "settings", 0);
+    if (*display != NULL && (why = display_name_problem(*display)) != NULL)
+        lt__api_in_error(in, "display_name", why);
+    return settings != NULL && settings_check(in, settings) == 0 ? settings : NULL;
 }
 
 static int on_tenant_patch(lt_req_t *r)
@@ -221,17 +240,17 @@ static int on_tenant_patch(lt_req_t *r)
     const char *id;
     if (lt__api_admin_caller(r, &c, "latch:tenants:write") != 0 || (id = path_id(r, "No such tenant.")) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
-    const char *display = lt__api_in_str(&in, "display_name", 0, DISPLAY_NAME_MAX * 4);
-    json_t *settings = lt__api_in_obj(&in, "settings", 0);
-    const char *why, *patch = NULL;
-    if (display != NULL && (why = display_name_problem(display)) != NULL)
-        lt__api_in_error(&in, "display_name", why);
-    if (settings != NULL)
-        patch = settings_patch(r, &in, settings);
+    const char *display, *patch = NULL;
+    json_t *settings = lt__api_tenant_patch_in(&in, &display);
+    const char *origins = lt__api_cors_origins_in(r, &in); /* browser.c */
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    const char *params[] = {c.scope, id, display, patch, c.t->sub, lt_req_peer(r), r->request_id};
-    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_PATCH], params, 7, lt__api_admin_doc_done,
+    if (settings != NULL && (patch = lt__api_pool_json(r, settings)) == NULL) {
+        lt__api_internal_error(r, "out of memory serialising a patch");
+        return 0;
+    }
+    const char *params[] = {c.scope, id, display, patch, origins, c.t->sub, lt_req_peer(r), r->request_id};
+    lt__api_admin_run(r, &c, &lt_admin_stmts[LT_ADMIN_TENANT_PATCH], params, 8, lt__api_admin_doc_done,
                       (void *)"No such tenant.");
     return 0;
 }
@@ -298,34 +317,44 @@ static int roles_have(const json_t *roles, const char *name)
     return 0;
 }
 
+json_t *lt__api_user_create_in(lt_api_in_t *in, lt_api_user_in_t *o, char *email, size_t cap)
+{
+    const char *why;
+    o->email = lt__api_in_str(in, "email", 1, 1024);
+    o->password = lt__api_in_str(in, "password", 0, LT_PASSWORD_MAX);
+    o->password_hash = lt__api_in_str(in, "password_hash", 0, LT_PHC_MAX);
+    o->attributes = lt__api_in_obj(in, "attributes", 0);
+    o->tenant_id = lt__api_in_str(in, "tenant_id", 0, 64);
+    json_t *roles = roles_parse(in);
+    email[0] = '\0';
+    if (o->email != NULL && lt_admin_email_check(o->email, email, cap, &why) != 0)
+        lt__api_in_error(in, "email", why);
+    int has_password = json_object_get(in->body, "password") != NULL;
+    int has_phc = json_object_get(in->body, "password_hash") != NULL;
+    if (has_password && has_phc)
+        lt__api_in_error(in, "password_hash", "give either password or password_hash, not both");
+    else if (!has_password && !has_phc)
+        lt__api_in_error(in, "password", "one of password or password_hash is required");
+    if (o->password_hash != NULL && lt_password_phc_check(o->password_hash) != 0)
+        lt__api_in_error(in, "password_hash", "must be an argon2id or argon2i PHC string with sane parameters");
+    if (o->tenant_id != NULL && !lt_auth_uuid_ok(o->tenant_id))
+        lt__api_in_error(in, "tenant_id", "must be a UUID");
+    return roles;
+}
+
 static int on_user_create(lt_req_t *r)
 {
     lt_api_in_t in;
-    const char *why;
     json_t *roles = NULL;
     user_create_t *u = h2o_mem_alloc_pool(&r->req->pool, sizeof(*u));
     memset(u, 0, sizeof(*u));
     if (lt__api_admin_caller(r, &u->c, "latch:users:write") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
 
-    const char *email = lt__api_in_str(&in, "email", 1, 1024);
-    const char *password = lt__api_in_str(&in, "password", 0, LT_PASSWORD_MAX);
-    const char *phc = lt__api_in_str(&in, "password_hash", 0, LT_PHC_MAX);
-    json_t *attributes = lt__api_in_obj(&in, "attributes", 0);
-    const char *tenant_id = lt__api_in_str(&in, "tenant_id", 0, 64);
-    roles = roles_parse(&in);
-    if (email != NULL && lt_admin_email_check(email, u->email, sizeof(u->email), &why) != 0)
-        lt__api_in_error(&in, "email", why);
-    int has_password = json_object_get(in.body, "password") != NULL;
-    int has_phc = json_object_get(in.body, "password_hash") != NULL;
-    if (has_password && has_phc)
-        lt__api_in_error(&in, "password_hash", "give either password or password_hash, not both");
-    else if (!has_password && !has_phc)
-        lt__api_in_error(&in, "password", "one of password or password_hash is required");
-    if (phc != NULL && lt_password_phc_check(phc) != 0)
-        lt__api_in_error(&in, "password_hash", "must be an argon2id or argon2i PHC string with sane parameters");
-    if (tenant_id != NULL && !lt_auth_uuid_ok(tenant_id))
-        lt__api_in_error(&in, "tenant_id", "must be a UUID");
+    lt_api_user_in_t o;
+    roles = lt__api_user_create_in(&in, &o, u->email, sizeof(u->email));
+    const char *password = o.password, *phc = o.password_hash, *tenant_id = o.tenant_id;
+    json_t *attributes = o.attributes;
     if (lt__api_in_done(r, &in) != 0)
         goto done;
 
@@ -466,7 +495,8 @@ static int on_user_force_reset(lt_req_t *r)
 
 int lt__api_admin_statements(void)
 {
-    return lt_admin_statements();
+    int ret = lt_admin_statements();
+    return ret ? ret : lt__api_privacy_statements();
 }
 
 int lt__api_admin_routes(lt_api_t *api, lt_router_t *router)
@@ -486,5 +516,6 @@ int lt__api_admin_routes(lt_api_t *api, lt_router_t *router)
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/unlock", on_user_unlock, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/force-password-reset", on_user_force_reset, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/end-sessions", on_user_end_sessions, 0);
+    ret = ret ? ret : lt__api_privacy_routes(api, router); /* admin_privacy.c */
     return ret;
 }

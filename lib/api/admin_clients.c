@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
 #include "identity/admin.h"
 #include "identity/auth.h"
@@ -50,6 +51,11 @@ static const char *path_id(lt_req_t *r)
         return NULL;
     }
     return id;
+}
+
+const char *lt__api_client_path_id(lt_req_t *r)
+{
+    return path_id(r);
 }
 
 /* ---- completions ------------------------------------------------------------------------ */
@@ -142,24 +148,31 @@ static json_t *list_field(lt_api_in_t *in, const char *name, lt_client_list_kind
     return json_incref(v);
 }
 
+void lt__api_client_create_in(lt_api_in_t *in, lt_api_client_in_t *o)
+{
+    const char *why;
+    o->name = lt__api_in_str(in, "name", 1, LT_CLIENT_NAME_MAX * 4);
+    o->tenant_id = lt__api_in_str(in, "tenant_id", 0, 64);
+    o->grants = list_field(in, "grant_types", LT_CLIENT_LIST_GRANTS, 1);
+    o->scopes = list_field(in, "scopes", LT_CLIENT_LIST_SCOPES, 0);
+    o->perms = list_field(in, "permissions", LT_CLIENT_LIST_PERMISSIONS, 0);
+    if (o->name != NULL && (why = lt_client_name_problem(o->name)) != NULL)
+        lt__api_in_error(in, "name", why);
+    if (o->tenant_id != NULL && !lt_auth_uuid_ok(o->tenant_id))
+        lt__api_in_error(in, "tenant_id", "must be a UUID");
+}
+
 static int on_create(lt_req_t *r)
 {
     lt_api_caller_t c;
     lt_api_in_t in;
-    const char *why;
-    json_t *grants = NULL, *scopes = NULL, *perms = NULL;
+    lt_api_client_in_t o = {0};
     char id[LT_CLIENT_ID_LEN + 1], secret[LT_CLIENT_SECRET_LEN + 1], hash[65];
     if (lt__api_admin_caller(r, &c, "latch:clients:write") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
-    const char *name = lt__api_in_str(&in, "name", 1, LT_CLIENT_NAME_MAX * 4);
-    const char *tenant_id = lt__api_in_str(&in, "tenant_id", 0, 64);
-    grants = list_field(&in, "grant_types", LT_CLIENT_LIST_GRANTS, 1);
-    scopes = list_field(&in, "scopes", LT_CLIENT_LIST_SCOPES, 0);
-    perms = list_field(&in, "permissions", LT_CLIENT_LIST_PERMISSIONS, 0);
-    if (name != NULL && (why = lt_client_name_problem(name)) != NULL)
-        lt__api_in_error(&in, "name", why);
-    if (tenant_id != NULL && !lt_auth_uuid_ok(tenant_id))
-        lt__api_in_error(&in, "tenant_id", "must be a UUID");
+    lt__api_client_create_in(&in, &o);
+    json_t *grants = o.grants, *scopes = o.scopes, *perms = o.perms;
+    const char *name = o.name, *tenant_id = o.tenant_id;
     if (lt__api_in_done(r, &in) != 0)
         goto done;
     const char *g = lt__api_pool_json(r, grants), *s = lt__api_pool_json(r, scopes), *p = lt__api_pool_json(r, perms);

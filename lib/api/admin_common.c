@@ -12,6 +12,7 @@
 
 #include "api/internal.h"
 #include "identity/admin.h"
+#include "identity/apikeys.h"
 #include "identity/auth.h"
 
 #define LIMIT_DEFAULT "50"
@@ -23,8 +24,12 @@ int lt__api_user_may(lt_req_t *r, const lt_token_t *t, const char *permission)
     const char *colon = strrchr(permission, ':');
     if (colon == NULL || colon == permission)
         return 0;
-    json_t *roles = t->roles != NULL ? json_incref(t->roles) : json_array();
-    json_t *subject = json_pack("{s:s, s:s, s:{s:o}}", "type", "user", "id", t->sub, "properties", "roles", roles);
+    /* An API key acts with its effective roles only: as a subject the snapshot does not know,
+     * so the owner's stored roles cannot widen it. */
+    const lt_api_key_caller_t *key = lt__api_key_of_token(t);
+    json_t *roles = key == NULL ? (t->roles != NULL ? json_incref(t->roles) : json_array()) : NULL;
+    json_t *subject = key != NULL ? lt__api_key_subject(key)
+                                  : json_pack("{s:s, s:s, s:{s:o}}", "type", "user", "id", t->sub, "properties", "roles", roles);
     json_t *resource = json_pack("{s:s#}", "type", permission, (int)(colon - permission));
     json_t *action = json_pack("{s:s}", "name", colon + 1);
     lt_policy_decision_t d = {0};
@@ -38,11 +43,21 @@ int lt__api_user_may(lt_req_t *r, const lt_token_t *t, const char *permission)
 
 int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c, const char *permission)
 {
-    c->t = lt__api_bearer(r);
+    c->key = NULL;
+    int kr = lt__api_key_from_request(r, &c->key);
+    if (kr == -2)
+        return -1;
+    if (kr == -1) {
+        lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
+        lt_http_problem(r, 401, "invalid_token", "The API key is invalid, expired or revoked.");
+        return -1;
+    }
+    c->t = kr == 1 ? &c->key->token : lt__api_bearer(r);
     if (c->t == NULL)
         return -1;
     /* Tokens we issued always carry these as UUIDs; anything else must not reach a cast. */
-    if (!lt_auth_uuid_ok(c->t->tenant) || !lt_auth_uuid_ok(c->t->sub) || !lt_auth_uuid_ok(c->t->sid)) {
+    if (c->key == NULL &&
+        (!lt_auth_uuid_ok(c->t->tenant) || !lt_auth_uuid_ok(c->t->sub) || !lt_auth_uuid_ok(c->t->sid))) {
         lt_http_add_header(r, "www-authenticate", "Bearer realm=\"latch\", error=\"invalid_token\"");
         lt_http_problem(r, 401, "invalid_token", "The access token is invalid or expired.");
         return -1;
@@ -169,7 +184,7 @@ void lt__api_admin_page_done(lt_req_t *r, const char *err, PGresult *res, void *
 
 /* ---- the caller's session, then the statement ------------------------------------------ */
 
-#define MAX_PARAMS 12
+#define MAX_PARAMS 16
 
 /* A statement waiting for the session check; parameters copied into the request pool. */
 typedef struct {
@@ -220,6 +235,11 @@ void lt__api_admin_run(lt_req_t *r, const lt_api_caller_t *c, const lt_store_stm
     p->ctx = ctx;
     for (int i = 0; i < nparams; i++)
         p->params[i] = params[i] != NULL ? lt__api_pool_strdup(r, params[i]) : NULL;
+    if (c->key != NULL) { /* the key still live, its owner still active */
+        const char *live[] = {c->key->uuid, c->key->tenant};
+        lt__api_query(r, &lt_apikeys_stmt_caller_live, live, 2, on_caller_checked, p);
+        return;
+    }
     const char *live[] = {c->t->sid, c->t->sub, c->t->tenant};
     lt__api_query(r, &lt_admin_stmts[LT_ADMIN_CALLER_LIVE], live, 3, on_caller_checked, p);
 }

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
 #include "identity/auth.h"
 #include "policy/admin.h"
@@ -76,47 +77,57 @@ static int permission_ok(const char *s)
 }
 
 /*
- * A JSON array of strings passing `ok` into a text[] literal in the request pool (every
- * accepted string is free of ',', '"', '{', '}' and spaces, so no quoting is needed).
- * NULL when absent; errors are recorded in `in`.
+ * A JSON array of distinct strings passing `ok` (borrowed from the body), or NULL when
+ * absent or after recording an error in `in`. A string holding a NUL is refused: `ok`
+ * and the stored text would see only its part before the NUL.
  */
-static const char *text_array(lt_req_t *r, lt_api_in_t *in, const char *field, size_t max, int (*ok)(const char *),
-                              const char *why)
+static const json_t *text_list(lt_api_in_t *in, const char *field, size_t max, int (*ok)(const char *),
+                               const char *why)
 {
     json_t *a = lt__api_in_arr(in, field, 0);
-    if (a == NULL) {
-        if (json_object_get(in->body, field) != NULL)
-            lt__api_in_error(in, field, "must be an array of strings");
+    if (a == NULL) /* absent, or not an array (recorded) */
         return NULL;
-    }
     if (json_array_size(a) > max) {
         lt__api_in_error(in, field, "has too many items");
         return NULL;
     }
-    lt_buf_t b = LT_BUF_INIT;
     size_t i;
     json_t *v;
-    int bad = lt_buf_appends(&b, "{") != 0;
     json_array_foreach(a, i, v) {
         const char *s = json_string_value(v);
-        if (s == NULL || !ok(s)) {
+        if (s == NULL || strlen(s) != json_string_length(v) || !ok(s)) {
             lt__api_in_error(in, field, why);
-            bad = 1;
-            break;
+            return NULL;
         }
-        for (size_t k = 0; k < i && !bad; k++)
+        for (size_t k = 0; k < i; k++)
             if (strcmp(s, json_string_value(json_array_get(a, k))) == 0) {
                 lt__api_in_error(in, field, "must not repeat an item");
-                bad = 1;
+                return NULL;
             }
-        if (bad || (i > 0 && lt_buf_appends(&b, ",") != 0) || lt_buf_appends(&b, s) != 0) {
-            bad = 1;
-            break;
-        }
     }
-    const char *out = NULL;
-    if (!bad && lt_buf_appends(&b, "}") == 0)
-        out = lt__api_pool_strdup(r, b.base);
+    return a;
+}
+
+/* A text_list as a text[] literal (every accepted string is free of ',', '"', '{', '}' and
+ * spaces, so no quoting is needed) into `b`. @return 0 or LT_ENOMEM. */
+int lt__api_text_literal(const json_t *a, lt_buf_t *b)
+{
+    size_t i;
+    json_t *v;
+    int ret = lt_buf_appends(b, "{");
+    json_array_foreach(a, i, v) {
+        ret = ret ? ret : (i > 0 ? lt_buf_appends(b, ",") : 0);
+        ret = ret ? ret : lt_buf_appends(b, json_string_value(v));
+    }
+    ret = ret ? ret : lt_buf_appends(b, "}");
+    return ret != 0 ? LT_ENOMEM : 0;
+}
+
+/* A text_list's literal in the request pool; NULL for NULL (absent or refused). */
+static const char *text_array(lt_req_t *r, const json_t *a)
+{
+    lt_buf_t b = LT_BUF_INIT;
+    const char *out = a != NULL && lt__api_text_literal(a, &b) == 0 ? lt__api_pool_strdup(r, b.base) : NULL;
     lt_buf_free(&b);
     return out;
 }
@@ -187,6 +198,76 @@ static const char *path_uuid(lt_req_t *r)
     return id;
 }
 
+/* ---- request bodies (free of h2o: tests/fuzz/fuzz_body_admin.c runs them) --------------- */
+
+void lt__api_role_in(lt_api_in_t *in, const lt_api_caller_t *c, int create, lt_api_role_in_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->name = create ? lt__api_in_str(in, "name", 1, NAME_RE_MAX) : NULL;
+    o->description = lt__api_in_str(in, "description", 0, DESCRIPTION_MAX * 4);
+    o->permissions = text_list(in, "permissions", 200, permission_ok,
+                               "items must be \"type:action\" with either side \"*\", or \"*\"");
+    o->parents = text_list(in, "parents", 50, name_ok, "items must be role names");
+    if (!create)
+        return;
+    const char *tenant_id = lt__api_in_str(in, "tenant_id", 0, 36);
+    int global = lt__api_in_bool(in, "global", 0), ok;
+    if (o->name != NULL && !name_ok(o->name))
+        lt__api_in_error(in, "name", "must be 1 to 64 of a-z, 0-9, _ : . - starting with a letter");
+    o->tenant = placement(c, in, tenant_id, global == 1, &ok);
+}
+
+const json_t *lt__api_subject_roles_in(lt_api_in_t *in)
+{
+    if (json_object_get(in->body, "roles") == NULL)
+        lt__api_in_error(in, "roles", "is required");
+    return text_list(in, "roles", 50, name_ok, "items must be role names");
+}
+
+void lt__api_policy_put_in(lt_api_in_t *in, const lt_api_caller_t *c, lt_api_policy_put_in_t *o)
+{
+    o->document = lt__api_in_obj(in, "document", 1);
+    const char *tenant_id = lt__api_in_str(in, "tenant_id", 0, 36);
+    int global = lt__api_in_bool(in, "global", 0), ok;
+    o->tenant = placement(c, in, tenant_id, global == 1, &ok);
+    o->type = o->document != NULL ? json_string_value(json_object_get(o->document, "resource_type")) : NULL;
+    /* The admin API's own resource types are governed by global policies only: a tenant's
+     * document could otherwise allow its admins what only global roles grant. */
+    if (o->tenant != NULL && o->type != NULL && strncmp(o->type, "latch:", 6) == 0)
+        lt__api_in_error(in, "document.resource_type", "latch: resource types take global policies only");
+}
+
+json_t *lt__api_policy_problems(const lt_api_policy_put_in_t *o)
+{
+    json_t *problems = lt_policy_validate(o->document);
+    if (problems != NULL && o->type == NULL && json_array_size(problems) == 0)
+        json_array_append_new(problems, json_pack("{s:s, s:s}", "where", "/resource_type", "message",
+                                                  "is required: a resource type or \"*\""));
+    return problems;
+}
+
+long lt__api_rollback_in(lt_api_in_t *in)
+{
+    json_t *v = json_object_get(in->body, "version");
+    if (in->nknown < LT_API_IN_MAX_FIELDS)
+        in->known[in->nknown++] = "version";
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 2147483647) {
+        lt__api_in_error(in, "version", "is required: a version number");
+        return 0;
+    }
+    return (long)json_integer_value(v);
+}
+
+json_t *lt__api_policy_cases_in(lt_api_in_t *in)
+{
+    json_t *cases = lt__api_in_arr(in, "cases", 1);
+    if (cases != NULL && json_array_size(cases) > 1000) {
+        lt__api_in_error(in, "cases", "must hold at most 1000 cases");
+        return NULL;
+    }
+    return cases;
+}
+
 /* ---- roles --------------------------------------------------------------------------- */
 
 static int on_role_create(lt_req_t *r)
@@ -195,19 +276,12 @@ static int on_role_create(lt_req_t *r)
     lt_api_in_t in;
     if (lt__api_admin_caller(r, &c, "latch:roles:write") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
-    const char *name = lt__api_in_str(&in, "name", 1, NAME_RE_MAX);
-    const char *desc = lt__api_in_str(&in, "description", 0, DESCRIPTION_MAX * 4);
-    const char *perms = text_array(r, &in, "permissions", 200, permission_ok,
-                                   "items must be \"type:action\" with either side \"*\", or \"*\"");
-    const char *parents = text_array(r, &in, "parents", 50, name_ok, "items must be role names");
-    const char *tenant_id = lt__api_in_str(&in, "tenant_id", 0, 36);
-    int global = lt__api_in_bool(&in, "global", 0), ok;
-    if (name != NULL && !name_ok(name))
-        lt__api_in_error(&in, "name", "must be 1 to 64 of a-z, 0-9, _ : . - starting with a letter");
-    const char *tenant = placement(&c, &in, tenant_id, global == 1, &ok);
+    lt_api_role_in_t o;
+    lt__api_role_in(&in, &c, 1, &o);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    const char *p[] = {c.scope, tenant, name, desc, perms, parents, c.t->sub, lt_req_peer(r), r->request_id};
+    const char *perms = text_array(r, o.permissions), *parents = text_array(r, o.parents);
+    const char *p[] = {c.scope, o.tenant, o.name, o.description, perms, parents, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_ROLE_CREATE], p, 9, on_coded, (void *)(intptr_t)201);
     return 0;
 }
@@ -240,13 +314,12 @@ static int on_role_patch(lt_req_t *r)
     const char *id;
     if (lt__api_admin_caller(r, &c, "latch:roles:write") != 0 || (id = path_uuid(r)) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
-    const char *desc = lt__api_in_str(&in, "description", 0, DESCRIPTION_MAX * 4);
-    const char *perms = text_array(r, &in, "permissions", 200, permission_ok,
-                                   "items must be \"type:action\" with either side \"*\", or \"*\"");
-    const char *parents = text_array(r, &in, "parents", 50, name_ok, "items must be role names");
+    lt_api_role_in_t o;
+    lt__api_role_in(&in, &c, 0, &o);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    const char *p[] = {c.scope, id, desc, perms, parents, c.t->sub, lt_req_peer(r), r->request_id};
+    const char *perms = text_array(r, o.permissions), *parents = text_array(r, o.parents);
+    const char *p[] = {c.scope, id, o.description, perms, parents, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_ROLE_PATCH], p, 8, on_coded, (void *)(intptr_t)200);
     return 0;
 }
@@ -299,11 +372,10 @@ static int subject_roles(lt_req_t *r, const char *kind, int put)
     }
     if (lt__api_body_read(r, &in) != 0)
         return 0;
-    if (json_object_get(in.body, "roles") == NULL)
-        lt__api_in_error(&in, "roles", "is required");
-    const char *roles = text_array(r, &in, "roles", 50, name_ok, "items must be role names");
+    const json_t *list = lt__api_subject_roles_in(&in);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
+    const char *roles = text_array(r, list);
     const char *p[] = {c.scope, kind, id, roles != NULL ? roles : "{}", c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_SUBJECT_SET], p, 7, on_coded, (void *)(intptr_t)200);
     return 0;
@@ -383,32 +455,22 @@ static int on_policy_put(lt_req_t *r)
     const char *id;
     if (lt__api_admin_caller(r, &c, "latch:policies:write") != 0 || (id = path_policy_id(r)) == NULL || lt__api_body_read(r, &in) != 0)
         return 0;
-    json_t *doc = lt__api_in_obj(&in, "document", 1);
-    const char *tenant_id = lt__api_in_str(&in, "tenant_id", 0, 36);
-    int global = lt__api_in_bool(&in, "global", 0), ok;
-    const char *tenant = placement(&c, &in, tenant_id, global == 1, &ok);
-    const char *type = doc != NULL ? json_string_value(json_object_get(doc, "resource_type")) : NULL;
-    /* The admin API's own resource types are governed by global policies only: a tenant's
-     * document could otherwise allow its admins what only global roles grant. */
-    if (tenant != NULL && type != NULL && strncmp(type, "latch:", 6) == 0)
-        lt__api_in_error(&in, "document.resource_type", "latch: resource types take global policies only");
+    lt_api_policy_put_in_t o;
+    lt__api_policy_put_in(&in, &c, &o);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    json_t *problems = lt_policy_validate(doc);
+    json_t *problems = lt__api_policy_problems(&o);
     if (problems == NULL) {
         lt__api_internal_error(r, "out of memory validating a policy");
         return 0;
     }
-    if (json_array_size(problems) > 0 || type == NULL) {
-        if (type == NULL && json_array_size(problems) == 0)
-            json_array_append_new(problems, json_pack("{s:s, s:s}", "where", "/resource_type", "message",
-                                                      "is required: a resource type or \"*\""));
+    if (json_array_size(problems) > 0) {
         invalid_policy(r, problems);
         return 0;
     }
     json_decref(problems);
-    const char *text = lt__api_pool_json(r, doc);
-    const char *p[] = {c.scope, tenant, id, type, text, c.t->sub, lt_req_peer(r), r->request_id};
+    const char *text = lt__api_pool_json(r, o.document);
+    const char *p[] = {c.scope, o.tenant, id, o.type, text, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_PUT], p, 8, on_coded, (void *)(intptr_t)200);
     return 0;
 }
@@ -469,13 +531,10 @@ static int on_policy_rollback(lt_req_t *r)
     if (lt__api_admin_caller(r, &c, "latch:policies:write") != 0 || (id = path_policy_id(r)) == NULL || read_placement(r, &c, &tenant) != 0 ||
         lt__api_body_read(r, &in) != 0)
         return 0;
-    json_t *v = json_object_get(in.body, "version");
-    in.known[in.nknown++] = "version";
-    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 2147483647)
-        lt__api_in_error(&in, "version", "is required: a version number");
+    long v = lt__api_rollback_in(&in);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
-    snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(v));
+    snprintf(version, sizeof(version), "%ld", v);
     const char *p[] = {c.scope, tenant, id, version, c.t->sub, lt_req_peer(r), r->request_id};
     lt__api_admin_run(r, &c, &lt_policy_stmts[LT_POLICY_ROLLBACK], p, 7, on_coded, (void *)(intptr_t)200);
     return 0;
@@ -527,9 +586,7 @@ static int on_policy_test(lt_req_t *r)
     lt_api_in_t in;
     if (lt__api_admin_caller(r, &c, "latch:policies:read") != 0 || lt__api_body_read(r, &in) != 0)
         return 0;
-    json_t *cases = lt__api_in_arr(&in, "cases", 1);
-    if (cases != NULL && json_array_size(cases) > 1000)
-        lt__api_in_error(&in, "cases", "must hold at most 1000 cases");
+    json_t *cases = lt__api_policy_cases_in(&in);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     json_t *out = lt_policy_run_cases(lt__api_worker(r)->snapshot, c.t->tenant, cases, (int64_t)lt_now_ms() * 1000);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api/internal.h"
+#include "http/h2guard.h"
 #include "audit/audit.h"
 #include "identity/auth.h"
 #include "policy/store.h"
@@ -23,6 +24,8 @@ const char *const lt__api_channel_names[LT_CHANNEL_COUNT] = {
     [LT_CHANNEL_KEYS] = "latch_keys",
     [LT_CHANNEL_CLIENTS] = "latch_clients",
     [LT_CHANNEL_POLICY] = "latch_policy",
+    [LT_CHANNEL_API_KEYS] = "latch_api_keys",
+    [LT_CHANNEL_ORIGINS] = "latch_origins",
 };
 
 /* Revocation lines per broadcast when an instance catches up. */
@@ -104,7 +107,10 @@ static int load_clients(lt_api_t *api)
 {
     char err[256] = "";
     lt_clients_t *cs = NULL;
-    int ret = lt_clients_load(api->cfg->database_url, &cs, err, sizeof(err));
+    lt_seal_key_t seal; /* opens the clients' signing keys (sql/0014) */
+    lt__api_master_key(api->cfg, &seal);
+    int ret = lt_clients_load_keyed(api->cfg->database_url, &seal, 1, &cs, err, sizeof(err));
+    lt_wipe(&seal, sizeof(seal));
     if (ret != 0) {
         lt_log(LT_LOG_WARN, "api", "OAuth clients not loaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "",
                err);
@@ -260,6 +266,8 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
         goto fail;
     if ((ret = lt__api_forward_auth_init(api)) != 0)
         goto fail;
+    if ((ret = lt__api_apikeys_init(api)) != 0) /* an empty set while the database is away */
+        goto fail;
     if ((ret = lt_password_policy_create(cfg->password_min_length, &api->policy)) != 0) {
         lt_log(LT_LOG_ERROR, "api", "password policy: %s", lt_strerror(ret));
         goto fail;
@@ -297,6 +305,10 @@ int lt_api_create(const lt_config_t *cfg, lt_api_t **out)
             goto fail;
         lt_holder_set(&api->decisions, none);
     }
+    if ((ret = lt__api_origins_init(api)) != 0)
+        goto fail;
+    if ((ret = lt__api_signing_init(api)) != 0)
+        goto fail;
     if ((ret = maint_start(api)) != 0)
         goto fail;
     *out = api;
@@ -309,12 +321,13 @@ fail:
 int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
 {
     int ret;
-    if ((ret = lt__api_ops_routes(api, router)) != 0 || (ret = lt__api_auth_routes(api, router)) != 0 ||
+    if ((ret = lt__api_ops_routes(api, router)) != 0 || (ret = lt__api_apikeys_routes(api, router)) != 0 ||
+        (ret = lt__api_auth_routes(api, router)) != 0 ||
         (ret = lt__api_admin_routes(api, router)) != 0 || (ret = lt__api_keys_routes(api, router)) != 0 ||
         (ret = lt__api_oauth_routes(api, router)) != 0 || (ret = lt__api_clients_routes(api, router)) != 0 ||
         (ret = lt__api_revocations_routes(api, router)) != 0 || (ret = lt__api_mfa_routes(api, router)) != 0 ||
         (ret = lt__api_access_routes(api, router)) != 0 || (ret = lt__api_policy_routes(api, router)) != 0 ||
-        (ret = lt__api_forward_auth_routes(api, router)) != 0)
+        (ret = lt__api_forward_auth_routes(api, router)) != 0 || (ret = lt__api_signing_routes(api, router)) != 0)
         return ret;
     return 0;
 }
@@ -324,6 +337,7 @@ static void worker_free(lt_api_worker_t *w)
     lt__api_streams_close(w);
     lt_hasher_port_destroy(&w->hasher);
     lt_store_close(&w->store);
+    lt__api_apikeys_worker_fini(w); /* after the store: a flush in flight has been failed */
     lt_tcache_destroy(&w->tcache);
     lt_revset_destroy(&w->revs);
     if (w->ring != NULL)
@@ -367,6 +381,10 @@ static int worker_init(int id, struct st_h2o_evloop_t *loop, void **app, void *d
     w->ring = lt_keyring_holder_get(&api->keys);
     w->clients = lt_clients_holder_get(&api->clients);
     w->snapshot = lt_holder_get(&api->decisions);
+    if ((ret = lt__api_apikeys_worker_init(w, loop)) != 0) {
+        worker_free(w);
+        return ret;
+    }
     *app = w;
     return 0;
 }
@@ -417,6 +435,8 @@ static void worker_notify(void *app, const char *channel, const char *payload, v
                 lt_clients_unref(w->clients);
             w->clients = cs;
         }
+    } else if (strcmp(channel, LT_BC_API_KEYS) == 0) {
+        lt__api_apikeys_worker_notify(w);
     } else if (strcmp(channel, LT_BC_POLICY) == 0) {
         lt_policy_snapshot_t *ps = lt_holder_get(&api->decisions);
         if (ps != NULL) {
@@ -438,6 +458,9 @@ void lt_api_http_app(lt_api_t *api, lt_http_app_t *out)
 void lt_api_set_server(lt_api_t *api, lt_http_server_t *server)
 {
     api->server = server;
+    lt_http_ratelimit_set_audit(server, lt__api_rl_audit, api);
+    /* the HTTP/2 abuse budgets follow the live configuration (h2_* keys, reloadable) */
+    lt_h2guard_configure(api->cfg);
 }
 
 const char *const *lt_api_channels(size_t *count)
@@ -515,6 +538,8 @@ void lt_api_on_notify(const char *channel, const char *payload, void *data)
             lt_http_server_broadcast(api->server, LT_BC_CLIENTS, "");
         if (load_policies(api) == 0)
             lt_http_server_broadcast(api->server, LT_BC_POLICY, "");
+        lt__api_origins_reload(api);
+        lt__api_apikeys_reload(api);
         resync_revocations(api);
         return;
     }
@@ -536,9 +561,13 @@ void lt_api_on_notify(const char *channel, const char *payload, void *data)
         /* Clients are subjects of decisions too. */
         if (load_policies(api) == 0)
             lt_http_server_broadcast(api->server, LT_BC_POLICY, "");
+    } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_API_KEYS]) == 0) {
+        lt__api_apikeys_reload(api);
     } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_POLICY]) == 0) {
         if (load_policies(api) == 0)
             lt_http_server_broadcast(api->server, LT_BC_POLICY, "");
+    } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_ORIGINS]) == 0) {
+        lt__api_origins_reload(api); /* workers read the holder per request: nothing to broadcast */
     }
     lt_http_server_broadcast(api->server, channel, payload);
 }
@@ -555,6 +584,9 @@ void lt_api_destroy(lt_api_t **pa)
     lt_clients_holder_dispose(&api->clients);
     lt_holder_dispose(&api->decisions);
     lt__api_forward_auth_fini(api);
+    lt__api_apikeys_fini(api);
+    lt__api_origins_fini(api);
+    lt__api_signing_fini(api);
     pthread_mutex_destroy(&api->rev_lock);
     free(api);
     *pa = NULL;

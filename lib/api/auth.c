@@ -32,6 +32,12 @@
  * password must be reset gets a different answer: 403 `password_reset_required` (no
  * session is created; the user goes through the password reset).
  *
+ * Cookie mode (X-Latch-Mode: cookie, browser.c has the scheme): the refresh token of login,
+ * MFA verification and refresh goes into the __Host-latch_rt cookie instead of the body,
+ * with a CSRF token; refresh then reads the cookie, and every state change of a session
+ * that came with the cookie (logout, /v1/me/... through lt__api_me_bearer) needs
+ * X-CSRF-Token. Answers about a tenant carry CORS headers only for that tenant's origins.
+ *
  * Threading: everything runs on the request's worker thread.
  */
 #include <h2o.h>
@@ -40,7 +46,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
+#include "http/cors.h"
 #include "identity/auth.h"
 
 /* Longest accepted tenant name and email (sql/0003: tenant names, users.email). */
@@ -217,7 +225,16 @@ static json_t *token_body(lt_req_t *r, const char *sub, const char *tenant, cons
     }
     json_t *body = json_pack("{s:s, s:s, s:i}", "access_token", jwt, "token_type", "Bearer", "expires_in",
                              cfg->access_token_ttl);
-    if (body != NULL && rt != NULL)
+    lt__api_cors_tenant(r, tenant, NULL);
+    /* Cookie mode keeps the refresh token out of reach of the page's scripts. */
+    int cookies = rt != NULL && o->style == LT_API_ERRORS_PROBLEM && lt_req_cookie_mode(r);
+    if (body != NULL && cookies && lt__api_cookies_set(r, body, tenant, s->session_id, rt) != 0) {
+        json_decref(body);
+        lt_wipe(jwt, strlen(jwt));
+        free(jwt);
+        return NULL;
+    }
+    if (body != NULL && rt != NULL && !cookies)
         json_object_set_new(body, "refresh_token", json_string(rt));
     if (body != NULL)
         json_object_set_new(body, o->style == LT_API_ERRORS_OAUTH ? "scope" : "session_id",
@@ -384,16 +401,44 @@ static void login_succeeded(lt_req_t *r, const char *err, PGresult *res, void *c
     send_tokens(r, c->user_id, c->tenant_id, &s, c->rt, &first_party);
 }
 
+/* The bodies (free of h2o: tests/fuzz/fuzz_body_auth.c runs them). */
+void lt__api_login_in(lt_api_in_t *in, const char **tenant, const char **email, const char **password)
+{
+    *tenant = lt__api_in_str(in, "tenant", 1, TENANT_MAX);
+    *email = lt__api_in_str(in, "email", 1, EMAIL_MAX);
+    *password = lt__api_in_str(in, "password", 1, LT_PASSWORD_MAX);
+}
+
+void lt__api_password_change_in(lt_api_in_t *in, const char **current, const char **next)
+{
+    *current = lt__api_in_str(in, "current_password", 1, LT_PASSWORD_MAX);
+    *next = lt__api_in_str(in, "new_password", 1, LT_PASSWORD_MAX);
+}
+
+void lt__api_reset_request_in(lt_api_in_t *in, const char **tenant, const char **email)
+{
+    *tenant = lt__api_in_str(in, "tenant", 1, TENANT_MAX);
+    *email = lt__api_in_str(in, "email", 1, EMAIL_MAX);
+}
+
+void lt__api_reset_confirm_in(lt_api_in_t *in, const char **token, const char **password)
+{
+    *token = lt__api_in_str(in, "token", 1, OPAQUE_MAX);
+    *password = lt__api_in_str(in, "new_password", 1, LT_PASSWORD_MAX);
+}
+
 static int on_login(lt_req_t *r)
 {
     lt_api_in_t in;
     if (lt__api_body_read(r, &in) != 0)
         return 0;
     login_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
-    c->tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
-    c->email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
-    c->password = lt__api_in_str(&in, "password", 1, LT_PASSWORD_MAX);
-    if (lt__api_in_done(r, &in) != 0 || !lt__api_keys_ready(r) || lt__api_shed_password_work(r))
+    lt__api_login_in(&in, &c->tenant, &c->email, &c->password);
+    if (c->tenant != NULL)
+        lt__api_cors_tenant(r, NULL, c->tenant);
+    /* the tenant's login bucket (the user's failures are the lockout's business) */
+    if (lt__api_in_done(r, &in) != 0 || lt__api_rl_tenant_name(r, c->tenant) || !lt__api_keys_ready(r) ||
+        lt__api_shed_password_work(r))
         return 0;
     c->pwlen = strlen(c->password);
     char buf[LT_AUTH_LIMITS_NPARAMS][12];
@@ -413,6 +458,7 @@ static int on_login(lt_req_t *r)
  */
 typedef struct {
     token_out_t out;
+    const char *cookie_sid; /* refresh from the cookie: the session it names */
     char old_hash[LT_AUTH_HASH_HEX_LEN + 1];
     char rt[LT_AUTH_TOKEN_LEN + 1];
     char rt_hash[LT_AUTH_HASH_HEX_LEN + 1];
@@ -422,6 +468,9 @@ typedef struct {
 static void invalid_grant(lt_req_t *r, lt_api_errors_t style)
 {
     static const char why[] = "The refresh token is invalid, expired or already used.";
+    /* A refresh cookie that no longer works is of no use to the browser. */
+    if (style == LT_API_ERRORS_PROBLEM && lt_req_cookie_mode(r))
+        lt__api_cookies_clear(r);
     if (style == LT_API_ERRORS_OAUTH)
         lt__api_oauth_error(r, 400, "invalid_grant", why);
     else
@@ -454,6 +503,13 @@ static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
          (s.user_id == NULL || s.tenant_id == NULL))) {
         lt_log(LT_LOG_ERROR, "api", "request %s: unexpected result from latch_refresh", r->request_id);
         refresh_unavailable(r, c->out.style, "The database answered unexpectedly.");
+        return;
+    }
+    /* The ids in the cookie were checked (CSRF) before the rotation; they must be its session's. */
+    if ((s.status == LT_AUTH_REFRESH_OK || s.status == LT_AUTH_REFRESH_REPEAT) && c->cookie_sid != NULL &&
+        (s.session_id == NULL || strcmp(s.session_id, c->cookie_sid) != 0)) {
+        lt_log(LT_LOG_WARN, "api", "request %s: refresh cookie names another session than its token", r->request_id);
+        invalid_grant(r, c->out.style);
         return;
     }
     switch (s.status) {
@@ -490,13 +546,16 @@ static void refreshed(lt_req_t *r, const char *err, PGresult *res, void *ctx)
     lt_wipe(c->rt, sizeof(c->rt));
 }
 
-void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
-                     lt_api_errors_t style)
+static void refresh_run(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
+                        lt_api_errors_t style, const char *cookie_sid)
 {
     const lt_config_t *cfg = cfg_of(r);
     refresh_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     c->out.client_id = client_id != NULL ? client_id : LT_TOKEN_FIRST_PARTY_CLIENT;
     c->out.style = style;
+    c->cookie_sid = cookie_sid;
+    if (client_tenant != NULL)
+        lt__api_cors_tenant(r, client_tenant, NULL);
     if (token == NULL || lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, token, strnlen(token, OPAQUE_MAX), c->old_hash) != 0 ||
         (client_tenant != NULL && !lt_auth_uuid_ok(client_tenant))) {
         invalid_grant(r, style);
@@ -528,9 +587,36 @@ void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, cons
     (void)lt__api_query(r, &lt_auth_stmt_refresh, p, 9, refreshed, c);
 }
 
+void lt__api_refresh(lt_req_t *r, const char *token, const char *client_id, const char *client_tenant,
+                     lt_api_errors_t style)
+{
+    refresh_run(r, token, client_id, client_tenant, style, NULL);
+}
+
+/*
+ * Cookie mode: the refresh token comes from __Host-latch_rt (any body is ignored), the CSRF
+ * check runs before the rotation, and the answer sets the successor's cookie.
+ */
+static int refresh_from_cookie(lt_req_t *r)
+{
+    const char *tenant, *sid, *rt;
+    if (!lt__api_rt_cookie(r, &tenant, &sid, &rt)) {
+        invalid_grant(r, LT_API_ERRORS_PROBLEM);
+        return 0;
+    }
+    lt__api_cors_tenant(r, tenant, NULL);
+    if (lt__api_csrf_check(r, tenant, sid) != 0)
+        return 0;
+    /* The tenant doubles as the "client's tenant": the session must be one of its own. */
+    refresh_run(r, rt, NULL, tenant, LT_API_ERRORS_PROBLEM, sid);
+    return 0;
+}
+
 static int on_refresh(lt_req_t *r)
 {
     lt_api_in_t in;
+    if (lt_req_cookie_mode(r))
+        return refresh_from_cookie(r);
     if (lt__api_body_read(r, &in) != 0)
         return 0;
     const char *token = lt__api_in_str(&in, "refresh_token", 1, OPAQUE_MAX);
@@ -555,6 +641,13 @@ const lt_token_t *lt__api_me_bearer(lt_req_t *r)
         lt__api_session_ended(r);
         return NULL;
     }
+    lt__api_cors_tenant(r, t->tenant, NULL);
+    /* A browser sends the session cookie on its own, so a state change needs the CSRF
+     * token too whenever it comes (reads change nothing). */
+    const h2o_iovec_t m = r->req->method;
+    int safe = h2o_memis(m.base, m.len, H2O_STRLIT("GET")) || h2o_memis(m.base, m.len, H2O_STRLIT("HEAD"));
+    if (!safe && lt__api_cookie_session(r) && lt__api_csrf_check(r, t->tenant, t->sid) != 0)
+        return NULL;
     return t;
 }
 
@@ -595,12 +688,14 @@ static int on_sessions(lt_req_t *r)
 
 static void session_revoked(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
-    (void)ctx;
     const char *v = err == NULL ? lt_auth_value(res) : NULL;
     if (err != NULL)
         lt__api_store_problem(r, err);
-    else if (v != NULL && strcmp(v, "ok") == 0)
+    else if (v != NULL && strcmp(v, "ok") == 0) {
+        if (ctx != NULL) /* the caller's own session, signed in with cookies */
+            lt__api_cookies_clear(r);
         send_no_content(r, 204);
+    }
     else if (v != NULL && strcmp(v, "not_found") == 0)
         lt_http_problem(r, 404, "not_found", "No such session.");
     else
@@ -618,19 +713,23 @@ static int on_session_delete(lt_req_t *r)
         return 0;
     }
     const char *p[] = {t->sid, t->sub, t->tenant, id, lt_req_peer(r), r->request_id};
-    (void)lt__api_query(r, &lt_auth_stmt_session_revoke, p, 6, session_revoked, NULL);
+    int own = strcmp(id, t->sid) == 0 && lt__api_cookie_session(r);
+    (void)lt__api_query(r, &lt_auth_stmt_session_revoke, p, 6, session_revoked, own ? (void *)r : NULL);
     return 0;
 }
 
-/* Logout is idempotent: an already ended session is not an error. */
+/* Logout is idempotent: an already ended session is not an error. Cookies go with it. */
 static void logged_out(lt_req_t *r, const char *err, PGresult *res, void *ctx)
 {
     (void)ctx;
     (void)res;
-    if (err != NULL)
+    if (err != NULL) {
         lt__api_store_problem(r, err);
-    else
-        send_no_content(r, 204);
+        return;
+    }
+    if (lt__api_cookie_session(r))
+        lt__api_cookies_clear(r);
+    send_no_content(r, 204);
 }
 
 /* Runs a statement taking (sid, user_id, tenant_id, ip, request_id) for the bearer. */
@@ -644,8 +743,41 @@ static int bearer_session_call(lt_req_t *r, const lt_store_stmt_t *stmt, lt_api_
     return 0;
 }
 
+/*
+ * Logout by the refresh cookie alone (a reloaded page that has no access token yet): the
+ * CSRF token of the cookie's session, then the refresh token's session ends as RFC 7009
+ * revocation ends it. A cookie that no longer works is cleared all the same.
+ */
+static int cookie_logout(lt_req_t *r)
+{
+    const char *tenant, *sid, *rt;
+    if (!lt__api_rt_cookie(r, &tenant, &sid, &rt)) {
+        lt__api_cookies_clear(r);
+        send_no_content(r, 204);
+        return 0;
+    }
+    lt__api_cors_tenant(r, tenant, NULL);
+    if (lt__api_csrf_check(r, tenant, sid) != 0)
+        return 0;
+    char *hash = h2o_mem_alloc_pool(&r->req->pool, LT_AUTH_HASH_HEX_LEN + 1);
+    if (lt_auth_token_hash(LT_AUTH_TOKEN_REFRESH, rt, strlen(rt), hash) != 0) {
+        lt__api_cookies_clear(r);
+        send_no_content(r, 204);
+        return 0;
+    }
+    char *actor = h2o_mem_alloc_pool(&r->req->pool, strlen(sid) + 9);
+    sprintf(actor, "session:%s", sid);
+    const char *p[] = {hash, tenant, actor, lt_req_peer(r), r->request_id};
+    (void)lt__api_query(r, &lt_auth_stmt_refresh_revoke, p, 5, logged_out, NULL);
+    return 0;
+}
+
 static int on_logout(lt_req_t *r)
 {
+    const char *v;
+    size_t n;
+    if (lt_req_header(r, "authorization") == NULL && lt_req_cookie(r, "__Host-latch_rt", &v, &n))
+        return cookie_logout(r);
     return bearer_session_call(r, &lt_auth_stmt_logout, logged_out);
 }
 
@@ -657,8 +789,11 @@ static void logged_out_all(lt_req_t *r, const char *err, PGresult *res, void *ct
         lt__api_store_problem(r, err);
     else if (v == NULL || v[0] == '-')
         lt__api_session_ended(r);
-    else
+    else {
+        if (lt__api_cookie_session(r)) /* the caller's own session ended too */
+            lt__api_cookies_clear(r);
         send_no_content(r, 204);
+    }
 }
 
 static int on_logout_all(lt_req_t *r)
@@ -791,8 +926,7 @@ static int on_password_change(lt_req_t *r)
         return 0;
     pwchange_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
     c->t = t;
-    c->current = lt__api_in_str(&in, "current_password", 1, LT_PASSWORD_MAX);
-    c->next = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
+    lt__api_password_change_in(&in, &c->current, &c->next);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     lt__api_reverify_password(r, t, c->current, pwchange_reverified, c);
@@ -828,8 +962,10 @@ static int on_reset_request(lt_req_t *r)
     lt_api_in_t in;
     if (lt__api_body_read(r, &in) != 0)
         return 0;
-    const char *tenant = lt__api_in_str(&in, "tenant", 1, TENANT_MAX);
-    const char *email = lt__api_in_str(&in, "email", 1, EMAIL_MAX);
+    const char *tenant, *email;
+    lt__api_reset_request_in(&in, &tenant, &email);
+    if (tenant != NULL)
+        lt__api_cors_tenant(r, NULL, tenant);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     reset_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
@@ -897,8 +1033,8 @@ static int on_reset_confirm(lt_req_t *r)
     if (lt__api_body_read(r, &in) != 0)
         return 0;
     reset_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
-    const char *token = lt__api_in_str(&in, "token", 1, OPAQUE_MAX);
-    c->password = lt__api_in_str(&in, "new_password", 1, LT_PASSWORD_MAX);
+    const char *token;
+    lt__api_reset_confirm_in(&in, &token, &c->password);
     if (lt__api_in_done(r, &in) != 0)
         return 0;
     if (lt_auth_token_hash(LT_AUTH_TOKEN_RESET, token, strlen(token), c->hash) != 0) {

@@ -125,7 +125,7 @@ int lt__api_in_bool(lt_api_in_t *in, const char *name, int def)
     return json_is_true(v);
 }
 
-int lt__api_in_done(lt_req_t *r, lt_api_in_t *in)
+int lt__api_in_finish(lt_api_in_t *in)
 {
     const char *key;
     json_t *v;
@@ -144,6 +144,13 @@ int lt__api_in_done(lt_req_t *r, lt_api_in_t *in)
         in->errors = NULL;
         return 0;
     }
+    return -1;
+}
+
+int lt__api_in_done(lt_req_t *r, lt_api_in_t *in)
+{
+    if (lt__api_in_finish(in) == 0)
+        return 0;
     lt_http_problem_fields(r, 400, "invalid_request", "The request has invalid fields.", in->errors);
     in->errors = NULL;
     return -1;
@@ -196,6 +203,9 @@ const lt_token_t *lt__api_bearer(lt_req_t *r)
         unauthorized(r, "The access token is invalid or expired.");
         return NULL;
     }
+    /* rate limits: this user and its tenant (429 answered: NULL like any refusal) */
+    if (lt__api_rl_caller(r, LT_RL_USER, t->sub, t->tenant))
+        return NULL;
     return t;
 }
 

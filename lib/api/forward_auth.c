@@ -22,7 +22,9 @@
  * "client" (client_credentials), id}, resource {type, id: the route's parameter, properties:
  * every parameter}, action {name} and context {method, path, host, ip}. Allowed: 200 with
  * X-Latch-Subject, X-Latch-Subject-Type, X-Latch-Tenant, X-Latch-Roles (the subject's
- * effective roles, comma-separated); denied: 403. API keys are not a credential yet (issue 7).
+ * effective roles, comma-separated); denied: 403. An API key (`Authorization: Bearer lt_ak_...`
+ * or `X-API-Key`) is taken before an access token: its subject is the key itself with its
+ * effective roles (apikeys.c), the headers name its owner and X-Latch-Api-Key its key_id.
  *
  * Answers are 200 with an empty body, or problem+json; all no-store. Every outcome is
  * counted per worker (latch_forward_auth_total). Everything runs on the request's worker,
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
 #include "policy/routes.h"
 
@@ -92,15 +95,11 @@ int lt__api_forward_auth_metrics(lt_api_t *api, lt_buf_t *b)
 
 /* ---- the original request ------------------------------------------------------------ */
 
-typedef struct {
-    const char *p;
-    size_t n;
-} text_t;
+typedef lt_api_text_t text_t;
 
-/* The value of header `name`: 0 absent, 1 present (v set), -1 given more than once. */
-static int one_header(lt_req_t *r, const char *name, text_t *v)
+/* The value of header `name` in `h`: 0 absent, 1 present (v set), -1 given more than once. */
+static int header_once(const h2o_headers_t *h, const char *name, text_t *v)
 {
-    const h2o_headers_t *h = &r->req->headers;
     ssize_t i = h2o_find_header_by_str(h, name, strlen(name), -1);
     if (i < 0)
         return 0;
@@ -109,6 +108,11 @@ static int one_header(lt_req_t *r, const char *name, text_t *v)
     v->p = h->entries[i].value.base;
     v->n = h->entries[i].value.len;
     return 1;
+}
+
+static int one_header(lt_req_t *r, const char *name, text_t *v)
+{
+    return header_once(&r->req->headers, name, v);
 }
 
 static int same(text_t a, text_t b)
@@ -120,10 +124,10 @@ static int same(text_t a, text_t b)
  * Merges the sources of one fact (see the top): `own` (may be absent: n == 0 and p NULL)
  * and two headers. @return 0 (`out` set; p NULL when no source had it) or -1 (`why`).
  */
-static int merge(lt_req_t *r, text_t own, const char *h1, const char *h2, text_t *out, const char **why)
+static int merge(const h2o_headers_t *h, text_t own, const char *h1, const char *h2, text_t *out, const char **why)
 {
     text_t v[2];
-    int k[2] = {one_header(r, h1, &v[0]), one_header(r, h2, &v[1])};
+    int k[2] = {header_once(h, h1, &v[0]), header_once(h, h2, &v[1])};
     *out = own;
     for (int i = 0; i < 2; i++) {
         if (k[i] < 0) {
@@ -137,6 +141,20 @@ static int merge(lt_req_t *r, text_t own, const char *h1, const char *h2, text_t
             return -1;
         }
         *out = v[i];
+    }
+    return 0;
+}
+
+int lt__api_fa_original(const h2o_headers_t *h, text_t own_uri, text_t own_method, text_t *uri, text_t *method,
+                        const char **why)
+{
+    if (merge(h, own_uri, "x-forwarded-uri", "x-original-uri", uri, why) != 0 ||
+        merge(h, own_method, "x-forwarded-method", "x-original-method", method, why) != 0)
+        return -1;
+    if (uri->p == NULL || method->p == NULL) {
+        *why = uri->p == NULL ? "no original URI (X-Forwarded-Uri or X-Original-URI)"
+                              : "no original method (X-Forwarded-Method or X-Original-Method)";
+        return -1;
     }
     return 0;
 }
@@ -155,11 +173,14 @@ static const lt_token_t *verified(lt_req_t *r, const char *jwt, size_t n)
     return e != NULL ? &e->token : NULL;
 }
 
-/* The first cookie `name` in the request's Cookie headers. */
 static int find_cookie(lt_req_t *r, const char *name, text_t *out)
 {
+    return lt__api_fa_cookie(&r->req->headers, name, out);
+}
+
+int lt__api_fa_cookie(const h2o_headers_t *h, const char *name, text_t *out)
+{
     size_t nlen = strlen(name);
-    const h2o_headers_t *h = &r->req->headers;
     for (ssize_t i = -1; (i = h2o_find_header(h, H2O_TOKEN_COOKIE, i)) >= 0;) {
         const char *p = h->entries[i].value.base, *end = p + h->entries[i].value.len;
         while (p < end) {
@@ -237,11 +258,41 @@ static int header_safe(const char *s)
     return 1;
 }
 
-/* 200 with the identity headers of `t` (NULL: a public route without a valid credential). */
-static void allow(lt_req_t *r, const lt_token_t *t, int outcome)
+/* The identity headers of API key `k`: its owner, and the key's roles the owner holds. */
+static void key_headers(lt_req_t *r, const lt_api_key_caller_t *k)
+{
+    char *roles = h2o_mem_alloc_pool(&r->req->pool, ROLES_HEADER_MAX);
+    size_t len = 0, i;
+    json_t *e;
+    roles[0] = '\0';
+    json_array_foreach(k->roles, i, e)
+    {
+        const char *name = json_string_value(e);
+        size_t n = name != NULL ? strlen(name) : 0;
+        if (n == 0 || strchr(name, ',') != NULL || !header_safe(name) || len + n + 2 > ROLES_HEADER_MAX)
+            continue;
+        if (len != 0)
+            roles[len++] = ',';
+        memcpy(roles + len, name, n + 1);
+        len += n;
+    }
+    if (!header_safe(k->owner_id))
+        return;
+    lt_http_add_header(r, "x-latch-subject", k->owner_id);
+    lt_http_add_header(r, "x-latch-subject-type", k->owner_is_client ? "client" : "user");
+    lt_http_add_header(r, "x-latch-tenant", k->tenant);
+    lt_http_add_header(r, "x-latch-roles", roles);
+    lt_http_add_header(r, "x-latch-api-key", k->key_id);
+}
+
+/* 200 with the identity headers of `t` or `key` (both NULL: a public route without a valid
+ * credential). */
+static void allow(lt_req_t *r, const lt_token_t *t, const lt_api_key_caller_t *key, int outcome)
 {
     count(r, outcome);
-    if (t != NULL && header_safe(t->sub) && header_safe(t->tenant)) {
+    if (key != NULL)
+        key_headers(r, key);
+    if (key == NULL && t != NULL && header_safe(t->sub) && header_safe(t->tenant)) {
         int client = t->sid == NULL;
         const char *names[MAX_ROLES];
         size_t n = lt_policy_subject_roles(lt__api_worker(r)->snapshot, t->tenant, client ? "client" : "user",
@@ -303,11 +354,16 @@ static const char *client_ip(lt_req_t *r, char *buf, size_t cap)
     return lt_req_peer(r);
 }
 
-static void decide(lt_req_t *r, const lt_token_t *t, const lt_policy_route_match_t *m, text_t method)
+static void decide(lt_req_t *r, const lt_token_t *t, const lt_api_key_caller_t *k, const lt_policy_route_match_t *m,
+                   text_t method)
 {
     const lt_policy_route_t *rt = m->route;
-    int client = t->sid == NULL;
-    json_t *subject = json_pack("{s:s, s:s}", "type", client ? "client" : "user", "id", client ? t->client_id : t->sub);
+    int client = k == NULL && t->sid == NULL;
+    const char *tenant = k != NULL ? k->tenant : t->tenant;
+    /* A key is its own subject (its effective roles), never its owner with the owner's roles. */
+    json_t *subject = k != NULL ? lt__api_key_subject(k)
+                                : json_pack("{s:s, s:s}", "type", client ? "client" : "user", "id",
+                                            client ? t->client_id : t->sub);
     json_t *props = json_object(), *resource = json_pack("{s:s}", "type", rt->resource_type);
     json_t *action = json_pack("{s:s}", "name", rt->action), *context = json_object();
     int ok = subject != NULL && props != NULL && resource != NULL && action != NULL && context != NULL;
@@ -328,7 +384,7 @@ static void decide(lt_req_t *r, const lt_token_t *t, const lt_policy_route_match
         set_text(context, "ip", ip, strlen(ip));
     }
     lt_policy_decision_t d = {0};
-    int ret = ok ? lt__api_decide(r, t->tenant, subject, action, resource, context, 0, &d) : LT_ENOMEM;
+    int ret = ok ? lt__api_decide(r, tenant, subject, action, resource, context, 0, &d) : LT_ENOMEM;
     json_decref(subject);
     json_decref(props);
     json_decref(resource);
@@ -340,7 +396,7 @@ static void decide(lt_req_t *r, const lt_token_t *t, const lt_policy_route_match
         return;
     }
     if (ret == 0 && d.allow) {
-        allow(r, t, LT_FA_ALLOWED);
+        allow(r, t, k, LT_FA_ALLOWED);
         return;
     }
     lt_log(LT_LOG_DEBUG, "api", "request %s: forward-auth route %d denied (%s)", r->request_id, rt->index,
@@ -367,15 +423,8 @@ static int on_forward_auth(lt_req_t *r)
         own_uri.n = (size_t)(r->req->path.base + r->req->path.len - own_uri.p);
         own_method = (text_t){r->req->method.base, r->req->method.len};
     }
-    if (merge(r, own_uri, "x-forwarded-uri", "x-original-uri", &uri, &why) != 0 ||
-        merge(r, own_method, "x-forwarded-method", "x-original-method", &method, &why) != 0) {
+    if (lt__api_fa_original(&r->req->headers, own_uri, own_method, &uri, &method, &why) != 0) {
         refused(r, 400, why);
-        return 0;
-    }
-    if (uri.p == NULL || method.p == NULL) {
-        refused(r, 400,
-                uri.p == NULL ? "no original URI (X-Forwarded-Uri or X-Original-URI)"
-                              : "no original method (X-Forwarded-Method or X-Original-Method)");
         return 0;
     }
     lt_policy_route_match_t m;
@@ -394,16 +443,24 @@ static int on_forward_auth(lt_req_t *r)
         return 0;
     }
     const lt_token_t *t = NULL;
-    cred_t c = credential(r, &t);
+    const lt_api_key_caller_t *k = NULL;
+    int kr = lt__api_key_from_request(r, &k); /* an API key before an access token; charged to its limit */
+    if (kr == -2)
+        return 0;
+    cred_t c = kr == 1 ? CRED_OK : kr == -1 ? CRED_BAD : credential(r, &t);
+    /* rate limits: the credential's user (or client) and tenant */
+    if (c == CRED_OK && t != NULL && lt__api_rl_caller(r, t->sid != NULL ? LT_RL_USER : LT_RL_CLIENT,
+                                          t->sid != NULL ? t->sub : t->client_id, t->tenant))
+        return 0;
     if (m.route->is_public) {
-        allow(r, t, LT_FA_PUBLIC); /* identity headers when a valid credential came along */
+        allow(r, t, k, LT_FA_PUBLIC); /* identity headers when a valid credential came along */
         return 0;
     }
     if (c != CRED_OK) {
         unauthenticated(r, c == CRED_BAD);
         return 0;
     }
-    decide(r, t, &m, method);
+    decide(r, t, k, &m, method);
     return 0;
 }
 

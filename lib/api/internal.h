@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "crypto/hasher.h"
 #include "crypto/keyring.h"
+#include "http/ratelimit.h"
 #include "http/response.h"
 #include "identity/admin.h"
 #include "identity/clients.h"
@@ -44,6 +45,8 @@ enum {
     LT_CHANNEL_KEYS,
     LT_CHANNEL_CLIENTS,
     LT_CHANNEL_POLICY,
+    LT_CHANNEL_API_KEYS, /* live API keys (apikeys.c) */
+    LT_CHANNEL_ORIGINS, /* tenants' CORS origins (browser.c) */
     LT_CHANNEL_COUNT
 };
 extern const char *const lt__api_channel_names[LT_CHANNEL_COUNT];
@@ -64,6 +67,7 @@ extern const char *const lt__api_channel_names[LT_CHANNEL_COUNT];
 #define LT_BC_KEYS "latch.keys"
 #define LT_BC_CLIENTS "latch.clients"
 #define LT_BC_POLICY "latch.policy"
+#define LT_BC_API_KEYS "latch.api_keys" /* the API keys holder has a new snapshot */
 
 struct lt_api {
     const lt_config_t *cfg;
@@ -78,6 +82,9 @@ struct lt_api {
     int rev_resync;               /* a resync failed: the maintenance thread retries (atomic) */
     void *maint;                  /* maintenance thread (api.c) */
     struct lt_policy_routes *fa_routes; /* forward-auth route rules, immutable; NULL: off */
+    lt_holder_t apikeys;                /* live API keys (lt_apikeys_t); the control thread swaps */
+    lt_holder_t origins;                /* tenants' CORS origins (browser.c); control thread swaps */
+    struct lt_nonce_cache *nonces;      /* nonces of signed requests (signing.c), per instance */
 };
 
 typedef struct lt_api_worker {
@@ -91,6 +98,8 @@ typedef struct lt_api_worker {
     uint64_t ring_gen;                        /* bumped on every ring swap */
     lt_clients_t *clients;                    /* this worker's reference (LT_BC_CLIENTS) */
     lt_policy_snapshot_t *snapshot;           /* this worker's reference (LT_BC_POLICY) */
+    struct lt_apikeys *apikeys;               /* this worker's reference (LT_BC_API_KEYS) */
+    void *ak_usage;                           /* API keys used since the last flush (apikeys.c) */
     lt_tcache_t *tcache;                      /* verified access tokens */
     lt_revset_t *revs;                        /* revoked sids and jtis */
     int revs_synced;                          /* saw LT_BC_REV_SYNCED at least once */
@@ -156,6 +165,9 @@ int lt__api_in_bool(lt_api_in_t *in, const char *name, int def);
 void lt__api_in_error(lt_api_in_t *in, const char *field, const char *message);
 /** @return 0 when the input is valid, else -1 after answering 400 invalid_request. */
 int lt__api_in_done(lt_req_t *r, lt_api_in_t *in) LT_MUSTCHECK;
+/* lt__api_in_done without answering (no h2o: tests/fuzz): unknown fields recorded, then 0
+ * when no error was, else -1 with in->errors (owned by `in`, release with json_decref). */
+int lt__api_in_finish(lt_api_in_t *in) LT_MUSTCHECK;
 
 /*
  * Bearer authentication (RFC 6750): verifies `Authorization: Bearer <access token>` against
@@ -307,6 +319,7 @@ lt_tcache_entry_t *lt__api_access_token(lt_req_t *r, const char *jwt, size_t n);
 typedef struct {
     const lt_token_t *t;
     const char *scope; /* the caller's tenant id, NULL when it holds latch:scope:global */
+    const struct lt_api_key_caller *key; /* an API key authenticated the caller (t is its view) */
 } lt_api_caller_t;
 
 typedef struct {
@@ -327,7 +340,7 @@ typedef struct {
 int lt__api_admin_caller(lt_req_t *r, lt_api_caller_t *c, const char *permission);
 /* 1 when the snapshot allows `t`'s user `permission` (see lt__api_admin_caller). */
 int lt__api_user_may(lt_req_t *r, const lt_token_t *t, const char *permission);
-/* Runs `stmt` (at most 12 parameters, copied and wiped afterwards) once the caller's
+/* Runs `stmt` (at most 16 parameters, copied and wiped afterwards) once the caller's
  * session is confirmed live: an access token outlives a disabled admin and ended sessions,
  * admin rights must not. */
 void lt__api_admin_run(lt_req_t *r, const lt_api_caller_t *c, const lt_store_stmt_t *stmt, const char *const *params,
@@ -346,6 +359,33 @@ void lt__api_internal_error(lt_req_t *r, const char *what);
 char *lt__api_pool_strdup(lt_req_t *r, const char *s);
 char *lt__api_pool_json(lt_req_t *r, const json_t *v);
 
+/* ---- browser frontends (browser.c): CORS per tenant, cookie mode, CSRF -------------- */
+
+/* The origins snapshot: holder, first load (an empty one while the database is away) and
+ * the http CORS check; reload on NOTIFY latch_origins or a reconnect (control thread). */
+int lt__api_origins_init(lt_api_t *api) LT_MUSTCHECK;
+void lt__api_origins_reload(lt_api_t *api);
+void lt__api_origins_fini(lt_api_t *api);
+/* Narrows the CORS headers to the request's tenant (by id, or by name when id is NULL). */
+void lt__api_cors_tenant(lt_req_t *r, const char *tenant_id, const char *tenant_name);
+/* 1 when a state change is authenticated by the refresh cookie's session: cookie mode, or
+ * the __Host-latch_rt cookie came along (browsers send it on their own). */
+int lt__api_cookie_session(lt_req_t *r);
+/* The CSRF double-submit check for session (tenant, sid): X-CSRF-Token present, equal to
+ * the __Host-latch_csrf cookie and the session's token. @return 0, or -1 after 403 csrf_failed. */
+int lt__api_csrf_check(lt_req_t *r, const char *tenant, const char *sid) LT_MUSTCHECK;
+/* Cookie mode: Set-Cookie for the refresh token `rt` of session (tenant, sid) and its CSRF
+ * token, which also goes into `body` as csrf_token. @return 0, or -1 after answering 503. */
+int lt__api_cookies_set(lt_req_t *r, json_t *body, const char *tenant, const char *sid, const char *rt) LT_MUSTCHECK;
+/* Set-Cookie clearing both cookies (Max-Age=0). */
+void lt__api_cookies_clear(lt_req_t *r);
+/* The __Host-latch_rt cookie taken apart: tenant and session ids (checked UUIDs) and the
+ * refresh token (pool copies). @return 1, or 0 when absent or malformed. */
+int lt__api_rt_cookie(lt_req_t *r, const char **tenant, const char **sid, const char **rt);
+/* PATCH /v1/admin/tenants/{id}: the optional `cors_origins` array checked (errors recorded
+ * in `in` as cors_origins[i]); its JSON text in the request pool, or NULL (absent, invalid). */
+const char *lt__api_cors_origins_in(lt_req_t *r, lt_api_in_t *in);
+
 /* ---- route registration per surface ------------------------------------------------ */
 int lt__api_ops_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_ops_statements(void);
@@ -353,6 +393,9 @@ int lt__api_auth_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_auth_statements(void);
 int lt__api_admin_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_admin_statements(void);
+/* admin_privacy.c (export, erase, lock, audit query); called by the two above. */
+int lt__api_privacy_routes(lt_api_t *api, lt_router_t *router);
+int lt__api_privacy_statements(void);
 int lt__api_oauth_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_oauth_statements(void);
 int lt__api_keys_routes(lt_api_t *api, lt_router_t *router);
@@ -375,9 +418,85 @@ int lt__api_forward_auth_init(lt_api_t *api) LT_MUSTCHECK;
 void lt__api_forward_auth_fini(lt_api_t *api);
 int lt__api_forward_auth_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_forward_auth_metrics(lt_api_t *api, lt_buf_t *b) LT_MUSTCHECK;
+/* rate_audit.c: the `rate_limit.tripped` audit hook (lt_api_set_server installs it); the
+ * caller's buckets: `id` of `kind` (may be NULL) then `tenant` (may be NULL), and a tenant
+ * given by name (login). Each returns 1 once a 429 has been answered, else 0. */
+void lt__api_rl_audit(lt_req_t *r, const lt_rl_trip_t *t, void *data);
+int lt__api_rl_caller(lt_req_t *r, lt_rl_kind_t kind, const char *id, const char *tenant);
+int lt__api_rl_tenant_name(lt_req_t *r, const char *name);
 /* revocations.c: per-worker SSE streams. */
 int lt__api_streams_init(lt_api_worker_t *w) LT_MUSTCHECK;
 void lt__api_streams_push(lt_api_worker_t *w); /* after new entries reached w->revs */
 void lt__api_streams_close(lt_api_worker_t *w);                    /* worker teardown: end them all */
+
+/* ---- apikeys.c: API keys as the caller's credential ------------------------------------ */
+
+/*
+ * A verified API key, copied into the request pool (valid until the request ends, across
+ * async work). `token` is the admin API's view of it: sub the owner (user id or client_id),
+ * tenant, roles the effective roles (the key's roles its owner still holds), sid NULL;
+ * lt__api_key_of_token recognises it.
+ */
+typedef struct lt_api_key_caller {
+    lt_token_t token;
+    const char *key_id, *uuid, *tenant, *owner_id;
+    int owner_is_client;
+    const char *scope;  /* the key's scopes, space-separated */
+    json_t *roles;      /* effective roles (array, owned by the pool) */
+    int64_t expires_at; /* 0: never */
+    int64_t created_at;
+    const char *const *permissions; /* client permissions it carries (NULL-terminated) */
+} lt_api_key_caller_t;
+
+/*
+ * The request's API key, from `Authorization: Bearer lt_ak_...` or `X-API-Key: lt_ak_...`
+ * (an X-API-Key not in that form is not ours and is ignored), verified from the worker's
+ * snapshot; on success its use is noted for the batched last_used write and the rate limit
+ * of the key is charged.
+ * @return 1 (*out set), 0 (none presented), -1 (a key was presented but is malformed,
+ *         unknown, revoked or expired, or given twice: nothing answered), -2 (answered: 429).
+ */
+int lt__api_key_from_request(lt_req_t *r, const lt_api_key_caller_t **out);
+/* The key behind a token view made by lt__api_key_from_request, else NULL. */
+const lt_api_key_caller_t *lt__api_key_of_token(const lt_token_t *t);
+/* The AuthZEN subject a key acts as: {type: "api_key", id: key_id, properties: {roles:
+ * effective roles, owner_type, owner_id, scopes}} (a new reference; NULL: out of memory). */
+json_t *lt__api_key_subject(const lt_api_key_caller_t *k);
+/* lt__api_client_auth, or an API key as the caller (its permissions: the owning client's, or
+ * for a user's key the scopes "introspect"/"decide"); answers as lt__api_client_auth does. */
+const lt_client_t *lt__api_caller_client(lt_req_t *r, const lt_api_form_t *f);
+/* /oauth2/introspect of an API key `token` for caller `c` (its tenant only). */
+void lt__api_key_introspect(lt_req_t *r, const lt_client_t *c, const char *token);
+/* Start-up: the first load (an empty snapshot while the database is away), statements. */
+int lt__api_apikeys_init(lt_api_t *api) LT_MUSTCHECK;
+/* Control thread: reload and broadcast LT_BC_API_KEYS. */
+void lt__api_apikeys_reload(lt_api_t *api);
+void lt__api_apikeys_fini(lt_api_t *api);
+/* Worker: take the snapshot and start the last_used flush timer; fini after the store closed. */
+int lt__api_apikeys_worker_init(lt_api_worker_t *w, struct st_h2o_evloop_t *loop) LT_MUSTCHECK;
+void lt__api_apikeys_worker_notify(lt_api_worker_t *w);
+void lt__api_apikeys_worker_fini(lt_api_worker_t *w);
+int lt__api_apikeys_routes(lt_api_t *api, lt_router_t *router);
+/* latch_api_key_last_used_flushes_total and friends for /metrics. */
+int lt__api_apikeys_metrics(lt_api_t *api, lt_buf_t *b) LT_MUSTCHECK;
+
+/* ---- signed requests (signing.c) ------------------------------------------------------ */
+
+/* The nonce cache (request_signature_nonces). @return 0 or an LT_E* code (logged). */
+int lt__api_signing_init(lt_api_t *api) LT_MUSTCHECK;
+void lt__api_signing_fini(lt_api_t *api);
+/* POST/PATCH/DELETE /v1/admin/clients/{id}/signing-key. */
+int lt__api_signing_routes(lt_api_t *api, lt_router_t *router);
+/*
+ * The Latch-Signature check of a request authenticated as client `c` (called by
+ * lt__api_client_auth once the client's credential verified; any other way of
+ * authenticating as a client must call it too): nothing to do when unsigned and not
+ * required, else the signature must verify, be inside request_signature_window and not be
+ * a replay. @return 0, or -1 after answering (401 invalid_signature, signature_expired,
+ * replayed_request, signature_required; 503 when the nonce memory is full).
+ */
+int lt__api_signature_check(lt_req_t *r, const lt_client_t *c) LT_MUSTCHECK;
+/* admin_clients.c: the path's {id} (row UUID or client_id), or NULL after answering 404. */
+const char *lt__api_client_path_id(lt_req_t *r);
 
 #endif

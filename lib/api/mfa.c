@@ -33,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
 #include "identity/auth.h"
 #include "mfa/factors.h"
@@ -686,18 +687,24 @@ static void verify_begun(lt_req_t *r, const char *err, PGresult *res, void *ctx)
     (void)lt__api_query(r, &lt_mfa_stmt_challenge_complete, p, 11, verified, c);
 }
 
+/* The body (free of h2o: tests/fuzz/fuzz_body_auth.c runs it). */
+void lt__api_mfa_verify_in(lt_api_in_t *in, const char **token, const char **code, const char **recovery)
+{
+    *token = lt__api_in_str(in, "mfa_token", 1, OPAQUE_MAX);
+    *code = lt__api_in_str(in, "code", 0, CODE_MAX);
+    *recovery = lt__api_in_str(in, "recovery_code", 0, CODE_MAX);
+    if (*token != NULL && (*code == NULL) == (*recovery == NULL))
+        lt__api_in_error(in, *code != NULL ? "recovery_code" : "code", "exactly one of code and recovery_code is required");
+}
+
 static int on_verify(lt_req_t *r)
 {
     lt_api_in_t in;
     if (lt__api_body_read(r, &in) != 0)
         return 0;
     verify_ctx_t *c = lt__api_alloc_wiped(r, sizeof(*c));
-    const char *token = lt__api_in_str(&in, "mfa_token", 1, OPAQUE_MAX);
-    c->code = lt__api_in_str(&in, "code", 0, CODE_MAX);
-    c->recovery = lt__api_in_str(&in, "recovery_code", 0, CODE_MAX);
-    if (token != NULL && (c->code == NULL) == (c->recovery == NULL))
-        lt__api_in_error(&in, c->code != NULL ? "recovery_code" : "code",
-                         "exactly one of code and recovery_code is required");
+    const char *token;
+    lt__api_mfa_verify_in(&in, &token, &c->code, &c->recovery);
     if (lt__api_in_done(r, &in) != 0 || !lt__api_keys_ready(r))
         return 0;
     if (lt_auth_token_hash(LT_AUTH_TOKEN_MFA, token, strlen(token), c->hash) != 0) {

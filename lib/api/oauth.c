@@ -20,7 +20,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/bodies.h"
 #include "api/internal.h"
+#include "identity/apikeys.h"
 #include "identity/auth.h"
 #include "token/revoke.h"
 
@@ -82,6 +84,7 @@ static int content_type_is_form(lt_req_t *r)
 
 int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
 {
+    char err[128];
     memset(f, 0, sizeof(*f));
     if (!content_type_is_form(r)) {
         lt__api_oauth_error(r, 400, "invalid_request", "The request body must be application/x-www-form-urlencoded.");
@@ -91,7 +94,17 @@ int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
     /* Every decoded name and value goes into one buffer that is wiped when the request ends:
      * these bodies carry client secrets and tokens. Decoding never grows a string. */
     char *arena = lt__api_alloc_wiped(r, body.len + 2 * (LT_API_FORM_MAX + 1));
-    const char *p = body.base, *end = body.base + body.len;
+    if (lt__api_form_parse(body.base, body.len, arena, f, err, sizeof(err)) != 0) {
+        lt__api_oauth_error(r, 400, "invalid_request", err);
+        return -1;
+    }
+    return 0;
+}
+
+int lt__api_form_parse(const char *body, size_t len, char *arena, lt_api_form_t *f, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof(*f));
+    const char *p = body, *end = body + len;
     while (p != NULL && p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *stop = amp != NULL ? amp : end;
@@ -100,11 +113,11 @@ int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
             const char *nend = eq != NULL ? eq : stop;
             const char *v = eq != NULL ? eq + 1 : stop;
             if ((size_t)(nend - p) > 64 || (size_t)(stop - v) > FORM_VALUE_MAX) {
-                lt__api_oauth_error(r, 400, "invalid_request", "A parameter is too long.");
+                snprintf(err, errlen, "A parameter is too long.");
                 return -1;
             }
             if (f->n == LT_API_FORM_MAX) {
-                lt__api_oauth_error(r, 400, "invalid_request", "Too many parameters.");
+                snprintf(err, errlen, "Too many parameters.");
                 return -1;
             }
             char *name = arena;
@@ -112,15 +125,13 @@ int lt__api_form_read(lt_req_t *r, lt_api_form_t *f)
             char *value = nl >= 0 ? name + nl + 1 : NULL;
             long vl = nl >= 0 ? form_decode(v, (size_t)(stop - v), value) : -1;
             if (nl < 0 || vl < 0) {
-                lt__api_oauth_error(r, 400, "invalid_request", "The form body is not valid UTF-8 form encoding.");
+                snprintf(err, errlen, "The form body is not valid UTF-8 form encoding.");
                 return -1;
             }
             arena = value + vl + 1;
             for (int i = 0; i < f->n; i++)
                 if (strcmp(f->names[i], name) == 0) {
-                    char msg[128];
-                    snprintf(msg, sizeof(msg), "The parameter '%.64s' is given more than once.", name);
-                    lt__api_oauth_error(r, 400, "invalid_request", msg);
+                    snprintf(err, errlen, "The parameter '%.64s' is given more than once.", name);
                     return -1;
                 }
             f->names[f->n] = name;
@@ -228,7 +239,10 @@ const lt_client_t *lt__api_client_auth(lt_req_t *r, const lt_api_form_t *f)
     int ok = lt_client_check_secret(c, secret, strlen(secret));
     if (!ok || c == NULL)
         return invalid_client(r, c == NULL ? "unknown client" : "wrong secret");
-    return c;
+    if (lt__api_signature_check(r, c) != 0) /* signing.c */
+        return NULL;
+    /* rate limits: this client and its tenant (429 answered: NULL like any refusal) */
+    return lt__api_rl_caller(r, LT_RL_CLIENT, c->id, c->tenant_id) ? NULL : c;
 }
 
 /* The form body and the client that sent it, or NULL once an error has been answered. */
@@ -546,7 +560,8 @@ static void send_active(lt_req_t *r, const lt_tcache_entry_t *e)
 static int on_introspect(lt_req_t *r)
 {
     lt_api_form_t f;
-    const lt_client_t *c = oauth_begin(r, &f);
+    /* The caller may also be an API key (apikeys.c). */
+    const lt_client_t *c = lt__api_form_read(r, &f) == 0 ? lt__api_caller_client(r, &f) : NULL;
     if (c == NULL)
         return 0;
     if (!lt_client_has_permission(c, "introspect")) {
@@ -557,6 +572,10 @@ static int on_introspect(lt_req_t *r)
     if (token == NULL)
         return 0;
     /* token_type_hint only orders the search (RFC 7662 §2.1); the prefix decides here. */
+    if (lt_apikey_looks_like(token, strlen(token))) {
+        lt__api_key_introspect(r, c, token);
+        return 0;
+    }
     if (is_refresh_token(token)) {
         char hash[LT_AUTH_HASH_HEX_LEN + 1];
         if (refresh_hash(token, hash) != 0) {

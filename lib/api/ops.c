@@ -176,7 +176,7 @@ static int on_metrics(lt_req_t *r)
     lt_api_t *api = lt__api_worker(r)->api;
     lt_buf_t b = LT_BUF_INIT;
     if (lt_http_server_render_metrics(api->server, &b) != 0 || render_store_metrics(api, &b) != 0 ||
-        lt__api_forward_auth_metrics(api, &b) != 0) {
+        lt__api_forward_auth_metrics(api, &b) != 0 || lt__api_apikeys_metrics(api, &b) != 0) {
         lt_buf_free(&b);
         lt_http_problem(r, 500, "internal_error", "Metrics could not be rendered.");
         return 0;

@@ -84,12 +84,37 @@ void lt_audit_hash(const uint8_t prev[32], const void *canonical, size_t n, uint
 /* ---- verification ----------------------------------------------------------------------- */
 
 /* The columns as the SQL function hashed them; the order matches col_* below. */
+/* The columns as the SQL function hashed them; the order matches col_* below. The side row
+ * of personal data (sql/0016_privacy.sql) comes along: its digest is checked against the one
+ * in the chained details while it exists. */
 static const char verify_sql[] =
+    "SELECT a.id, (extract(epoch FROM a.at) * 1000000)::bigint, a.tenant_id, a.actor, a.event, a.target, a.ip,"
+    " a.request_id, a.outcome, a.details::text, encode(a.prev_hash, 'hex'), encode(a.hash, 'hex'),"
+    " a.details->>'pii_digest', p.event_id IS NOT NULL, encode(p.salt, 'hex'), p.ip, p.details::text"
+    " FROM audit_log a LEFT JOIN audit_pii p ON p.event_id = a.id ORDER BY a.id";
+/* Before 0016 there is no side table: the chain alone. */
+static const char verify_sql_legacy[] =
     "SELECT id, (extract(epoch FROM at) * 1000000)::bigint, tenant_id, actor, event, target, ip, request_id,"
-    " outcome, details::text, encode(prev_hash, 'hex'), encode(hash, 'hex')"
+    " outcome, details::text, encode(prev_hash, 'hex'), encode(hash, 'hex'), NULL, false, NULL, NULL, NULL"
     " FROM audit_log ORDER BY id";
 enum { col_id, col_at_us, col_tenant_id, col_actor, col_event, col_target, col_ip, col_request_id, col_outcome,
-       col_details, col_prev_hash, col_hash, ncols };
+       col_details, col_prev_hash, col_hash, col_pii_digest, col_pii_present, col_pii_salt, col_pii_ip,
+       col_pii_details, ncols };
+
+int lt_audit_pii_digest(const uint8_t salt[32], const char *ip, const char *details, uint8_t out[32])
+{
+    lt_buf_t b = LT_BUF_INIT;
+    int rc = append_field(&b, ip);
+    rc = rc ? rc : append_field(&b, details);
+    if (rc != 0) {
+        lt_buf_free(&b);
+        return LT_ENOMEM;
+    }
+    /* SHA-256(salt || fields): lt_audit_hash is exactly that shape. */
+    lt_audit_hash(salt, b.base, b.len, out);
+    lt_buf_free(&b);
+    return 0;
+}
 
 /* Decodes exactly 32 bytes of hex. @return 0, or -1 for anything else. */
 static int hex32(const char *s, uint8_t out[32])
@@ -114,6 +139,35 @@ static void mark_bad(lt_audit_report_t *rep, const char *id, const char *reason)
 {
     rep->first_bad = id != NULL ? strtoll(id, NULL, 10) : 0;
     snprintf(rep->reason, sizeof(rep->reason), "%s", reason);
+}
+
+/*
+ * The personal data of a row (sql/0016_privacy.sql): a side row must be bound by the digest
+ * in the chained details and match it; a digest without its side row is an erasure.
+ * @return 1 (holds), 0 (first broken row, `rep` says why), LT_ENOMEM.
+ */
+static int check_pii(const PGresult *r, lt_audit_report_t *rep)
+{
+    uint8_t want[32], salt[32], got[32];
+    const char *id = value(r, col_id), *digest = value(r, col_pii_digest), *present = value(r, col_pii_present);
+    int has_side = present != NULL && strcmp(present, "t") == 0;
+    if (!has_side) {
+        if (digest != NULL)
+            rep->erased++;
+        return 1;
+    }
+    if (digest == NULL || hex32(digest, want) != 0 || hex32(value(r, col_pii_salt), salt) != 0) {
+        mark_bad(rep, id, "personal data row not bound to the chain");
+        return 0;
+    }
+    if (lt_audit_pii_digest(salt, value(r, col_pii_ip), value(r, col_pii_details), got) != 0)
+        return LT_ENOMEM;
+    if (memcmp(got, want, 32) != 0) {
+        mark_bad(rep, id, "personal data does not match its digest (it was changed)");
+        return 0;
+    }
+    rep->pii_rows++;
+    return 1;
 }
 
 /*
@@ -156,7 +210,7 @@ static int check_row(const PGresult *r, uint8_t prev[32], lt_buf_t *canon, lt_au
         return 0;
     }
     memcpy(prev, stored, 32);
-    return 1;
+    return check_pii(r, rep);
 }
 
 int lt_audit_verify(const char *conninfo, lt_audit_report_t *rep, char *err, size_t errlen)
@@ -191,7 +245,11 @@ int lt_audit_verify(const char *conninfo, lt_audit_report_t *rep, char *err, siz
      * only after the commit is visible, so any snapshot holds a gap-free prefix of the
      * committed chain. Single-row mode keeps memory constant however long the chain is.
      */
-    if (PQsendQuery(conn, verify_sql) != 1 || PQsetSingleRowMode(conn) != 1) {
+    r = PQexec(conn, "SELECT to_regclass('audit_pii') IS NOT NULL");
+    int has_pii = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    r = NULL;
+    if (PQsendQuery(conn, has_pii ? verify_sql : verify_sql_legacy) != 1 || PQsetSingleRowMode(conn) != 1) {
         lt_errf(err, errlen, "cannot query audit_log: %s", PQerrorMessage(conn));
         ret = LT_EIO;
         goto done;

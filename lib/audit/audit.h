@@ -15,6 +15,11 @@
  * outcome, details (jsonb text as PostgreSQL prints it). The first row's prev_hash is 32
  * zero bytes. The runtime role may only INSERT and SELECT the table.
  *
+ * Personal data (the client IP, emails in details) never enters a chained row from
+ * migration 0016 on: it sits in the side table audit_pii, bound to the row by a salted
+ * digest in details.pii_digest, so erasing it (DELETE of the side row) leaves the chain
+ * intact (sql/0016_privacy.sql).
+ *
  * Event names are "<noun>.<verb>" ("login.succeeded", "login.failed", "login.locked_out",
  * "session.revoked", "password.changed", "password.reset", "user.created", ...);
  * outcome is "success", "failure" or "denied". Details never hold secrets.
@@ -52,12 +57,23 @@ int lt_audit_statements(void) LT_MUSTCHECK;
 
 typedef struct lt_audit_report {
     uint64_t rows;      /* rows checked */
+    uint64_t pii_rows;  /* rows whose personal data (audit_pii) is present and matches its digest */
+    uint64_t erased;    /* rows whose personal data has been erased (digest without side row) */
     int64_t first_bad;  /* id of the first broken row, or -1 when the chain is intact */
     char reason[160];   /* why first_bad is broken ("hash mismatch", "prev_hash does not link") */
 } lt_audit_report_t;
 
 /**
- * Walks the whole chain in id order (streaming, constant memory) and recomputes every hash.
+ * The digest binding a row's personal data (sql/0016_privacy.sql, audit_pii) to the chain:
+ * SHA-256(salt || field(ip) || field(details)), fields canonical as above (NULL as "-,").
+ * @return 0 or LT_ENOMEM.
+ */
+int lt_audit_pii_digest(const uint8_t salt[32], const char *ip, const char *details, uint8_t out[32]) LT_MUSTCHECK;
+
+/**
+ * Walks the whole chain in id order (streaming, constant memory) and recomputes every hash,
+ * and the digest of every row's personal data still present (audit_pii, from migration
+ * 0016 on); a row whose personal data was erased counts in `erased` and is intact.
  * @return 0 (report filled; check first_bad), LT_EUNAVAIL (cannot connect), LT_EIO
  *         (query failed; `err` says why), LT_ENOMEM.
  */

@@ -4,6 +4,7 @@
  */
 #include "base/base.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -96,12 +97,127 @@ const char *lt_log_level_name(lt_log_level_t level)
 
 void lt__log(lt_log_level_t level, const char *module, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], masked[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* A safety net: no call site should log an email, but a server message or a value
+     * quoted in an error might; it never reaches the sink whole. */
+    if (strchr(msg, '@') != NULL) {
+        lt_mask_emails_in(masked, sizeof(masked), msg);
+        log_sink(level, module, masked, log_sink_data);
+        return;
+    }
     log_sink(level, module, msg, log_sink_data);
+}
+
+/* ---- personal data in logs ------------------------------------------------------------ */
+
+/* Appends `s` (n bytes) to out[*len] within cap, keeping room for the NUL. */
+static void mask_put(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (cap == 0)
+        return;
+    size_t room = cap - 1 - *len;
+    if (n > room)
+        n = room;
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+}
+
+static int email_local_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._%+-!#$&'*/=?^`{|}~", c) != NULL;
+}
+
+static int email_domain_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+/* The masked form of local@domain (domain as given, at most 48 bytes). */
+static void mask_one(char *out, size_t cap, size_t *len, const char *local, const char *domain, size_t dn)
+{
+    mask_put(out, cap, len, local, 1);
+    mask_put(out, cap, len, "***@", 4);
+    mask_put(out, cap, len, domain, dn > 48 ? 48 : dn);
+}
+
+size_t lt_mask_email(char *out, size_t cap, const char *email)
+{
+    size_t len = 0;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    const char *at = email != NULL ? strrchr(email, '@') : NULL;
+    if (at == NULL || at == email || at[1] == '\0') {
+        mask_put(out, cap, &len, "***", 3);
+        return len;
+    }
+    mask_one(out, cap, &len, email, at + 1, strlen(at + 1));
+    return len;
+}
+
+size_t lt_mask_emails_in(char *out, size_t cap, const char *in)
+{
+    size_t len = 0, n = strlen(in), i = 0, copied = 0;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    while (i < n) {
+        if (in[i] != '@') {
+            i++;
+            continue;
+        }
+        size_t ls = i, de = i + 1;
+        while (ls > copied && email_local_char(in[ls - 1]))
+            ls--;
+        while (de < n && email_domain_char(in[de]))
+            de++;
+        /* A domain with a dot inside it (not only at its end), and a local part. */
+        const char *dot = memchr(in + i + 1, '.', de - i - 1);
+        while (de > i + 1 && in[de - 1] == '.')
+            de--;
+        if (ls == i || dot == NULL || dot >= in + de - 1) {
+            i++;
+            continue;
+        }
+        mask_put(out, cap, &len, in + copied, ls - copied);
+        mask_one(out, cap, &len, in + ls, in + i + 1, de - i - 1);
+        copied = i = de;
+    }
+    mask_put(out, cap, &len, in + copied, n - copied);
+    return len;
+}
+
+size_t lt_mask_ip(char *out, size_t cap, const char *ip)
+{
+    unsigned char a[16];
+    char text[INET6_ADDRSTRLEN];
+    size_t len = 0;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    if (ip != NULL && inet_pton(AF_INET, ip, a) == 1) {
+        snprintf(text, sizeof(text), "%u.%u.%u.0/24", a[0], a[1], a[2]);
+    } else if (ip != NULL && inet_pton(AF_INET6, ip, a) == 1) {
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+            snprintf(text, sizeof(text), "%u.%u.%u.0/24", a[12], a[13], a[14]);
+        } else {
+            memset(a + 6, 0, 10);
+            if (inet_ntop(AF_INET6, a, text, sizeof(text)) == NULL)
+                strcpy(text, "-");
+            else
+                strcat(text, "/48");
+        }
+    } else {
+        strcpy(text, "-");
+    }
+    mask_put(out, cap, &len, text, strlen(text));
+    return len;
 }
 
 void lt_log_sink_stderr(lt_log_level_t level, const char *module, const char *msg, void *data)

@@ -153,6 +153,25 @@ long lt_pct_decode(char *out, size_t cap, const char *in, size_t n, unsigned fla
  */
 long lt_utf8_count(const void *s, size_t n);
 
+/* ---- personal data in logs ------------------------------------------------------------ */
+
+/*
+ * Log lines (lt_log, the access log) never carry a whole email address or client IP: they
+ * are masked with these (the audit trail keeps them whole, erasably). Output is always
+ * NUL-terminated and truncated to `cap`; `cap` >= LT_MASK_MAX always holds the whole result.
+ */
+#define LT_MASK_MAX 64
+/* "alice@example.com" -> "a***@example.com" (domain kept, at most 48 bytes of it); anything
+ * without a local part and a domain -> "***". @return the length written. */
+size_t lt_mask_email(char *out, size_t cap, const char *email);
+/* IPv4 -> its /24 ("203.0.113.9" -> "203.0.113.0/24"), IPv6 -> its /48
+ * ("2001:db8:1:2::5" -> "2001:db8:1::/48"), an IPv4-mapped IPv6 as IPv4; anything
+ * else -> "-". @return the length written. */
+size_t lt_mask_ip(char *out, size_t cap, const char *ip);
+/* Copies `in` to `out` with every email-shaped token (local@domain.tld) masked as
+ * lt_mask_email does: what lt__log does to every message. @return the length written. */
+size_t lt_mask_emails_in(char *out, size_t cap, const char *in);
+
 /* ---- randomness, secrets, time ------------------------------------------------------ */
 
 /** Fills `p` from the OpenSSL CSPRNG. @return 0, or LT_EIO. */

@@ -64,8 +64,8 @@ static const lt_config_key_t keys[] = {
     K_INT(workers, 0, MAX_WORKERS, "0", false, "worker threads, each with its own event loop; 0 = one per online CPU"),
     K_STR(listen, "127.0.0.1:8443", false, false, "TLS listener as host:port ([::1]:8443 for IPv6); empty disables it"),
     K_STR(listen_h2c, "", false, false, "cleartext HTTP/2 (prior knowledge) listener as host:port; empty disables it"),
-    K_STR(tls_cert, "", false, false, "PEM certificate chain file; required when listen is set"),
-    K_STR(tls_key, "", false, false, "PEM private key file; required when listen is set"),
+    K_STR(tls_cert, "", false, true, "PEM certificate chain file; required when listen is set"),
+    K_STR(tls_key, "", false, true, "PEM private key file; required when listen is set"),
     K_STR(database_url, NULL, true, false, "PostgreSQL conninfo or postgresql:// URI the service connects with"),
     K_STR(database_owner_url, "", true, false, "conninfo for migrations (schema owner); empty = database_url"),
     K_INT(db_pool_size, 1, 64, "4", false, "database connections per worker"),
@@ -87,35 +87,46 @@ static const lt_config_key_t keys[] = {
     K_INT(master_key_version, 1, 255, "1", false, "version byte written with every value sealed under master_key"),
     K_INT(access_token_ttl, 1, 86400, "600", false, "access token lifetime, seconds"),
     K_INT(jwks_max_age, 0, 86400, "300", false, "Cache-Control max-age of the JWKS, seconds"),
-    K_INT(session_idle_ttl, 1, 31536000, "604800", false, "a session unused this long ends, seconds"),
-    K_INT(session_max_ttl, 1, 31536000, "2592000", false, "absolute session lifetime, seconds"),
-    K_INT(password_reset_ttl, 60, 86400, "1800", false, "lifetime of a password reset token, seconds"),
+    K_INT(session_idle_ttl, 1, 31536000, "604800", true, "a session unused this long ends, seconds"),
+    K_INT(session_max_ttl, 1, 31536000, "2592000", true, "absolute session lifetime, seconds"),
+    K_INT(password_reset_ttl, 60, 86400, "1800", true, "lifetime of a password reset token, seconds"),
     K_INT(password_min_length, 8, 1024, "12", false, "shortest password accepted, characters"),
     K_INT(argon2_memory_kib, 1024, 4194304, "19456", false, "argon2id memory cost of new hashes, KiB"),
     K_INT(argon2_iterations, 1, 64, "2", false, "argon2id time cost of new hashes"),
     K_INT(argon2_parallelism, 1, 64, "1", false, "argon2id lanes of new hashes"),
     K_INT(hasher_threads, 0, 256, "0", false, "password hasher threads; 0 = one per online CPU"),
     K_INT(hasher_queue, 1, 100000, "128", false, "password jobs that may wait; beyond it logins get 503 overloaded"),
-    K_INT(lockout_threshold, 1, 1000, "5", false, "failed logins from one source (email + client IP) before it is locked out"),
-    K_INT(lockout_window, 1, 86400, "900", false, "window in which source failures are counted, seconds"),
-    K_INT(lockout_duration, 1, 86400, "900", false, "how long a locked-out source gets 429, seconds"),
-    K_INT(lockout_account_threshold, 1, 1000000, "50", false, "failures of an account from all sources per window before logins to it are slowed"),
-    K_INT(lockout_account_window, 1, 604800, "3600", false, "window of the account-wide failure count, seconds"),
-    K_INT(lockout_account_max_delay, 1, 3600, "60", false, "longest gap forced between attempts on a slowed account, seconds"),
-    K_INT(login_ip_limit, 0, 1000000, "100", false, "login attempts per client IP per login_ip_window; 0 = no limit"),
-    K_INT(login_ip_window, 1, 86400, "60", false, "window of the per-IP login limit, seconds"),
+    K_INT(lockout_threshold, 1, 1000, "5", true, "failed logins from one source (email + client IP) before it is locked out"),
+    K_INT(lockout_window, 1, 86400, "900", true, "window in which source failures are counted, seconds"),
+    K_INT(lockout_duration, 1, 86400, "900", true, "how long a locked-out source gets 429, seconds"),
+    K_INT(lockout_account_threshold, 1, 1000000, "50", true, "failures of an account from all sources per window before logins to it are slowed"),
+    K_INT(lockout_account_window, 1, 604800, "3600", true, "window of the account-wide failure count, seconds"),
+    K_INT(lockout_account_max_delay, 1, 3600, "60", true, "longest gap forced between attempts on a slowed account, seconds"),
+    K_INT(login_ip_limit, 0, 1000000, "100", true, "login attempts per client IP per login_ip_window; 0 = no limit"),
+    K_INT(login_ip_window, 1, 86400, "60", true, "window of the per-IP login limit, seconds"),
     K_INT(refresh_reuse_grace, 0, 300, "10", false, "a repeat of a just-rotated refresh token this soon returns its successor instead of counting as reuse, seconds"),
     K_INT(key_prepublish, 0, 604800, "3600", false, "a rotated-in signing key is published this long before it signs, seconds (at least jwks_max_age)"),
     K_INT(key_rotation_interval, 0, 31536000, "0", false, "rotate the signing key automatically this often, seconds; 0 = only on request"),
     K_INT(token_cache_size, 16, 16777216, "16384", false, "verified access tokens cached per worker for introspection"),
     K_INT(maintenance_interval_ms, 100, 60000, "1000", false, "how often key promotion and clean-up run, milliseconds"),
-    K_INT(totp_window, 0, 5, "1", false, "TOTP time steps accepted on each side of now"),
-    K_INT(mfa_challenge_ttl, 1, 3600, "300", false, "lifetime of the MFA challenge a login gets before its second factor, seconds"),
-    K_INT(mfa_challenge_attempts, 1, 20, "5", false, "codes that may be tried against one MFA challenge"),
-    K_INT(mfa_enrollment_ttl, 1, 86400, "900", false, "lifetime of the enrolment-only token of tenants that require MFA, seconds"),
-    K_INT(recent_auth_window, 1, 86400, "300", false, "removing a factor or regenerating recovery codes needs an authentication this recent (or the password), seconds"),
+    K_INT(totp_window, 0, 5, "1", true, "TOTP time steps accepted on each side of now"),
+    K_INT(mfa_challenge_ttl, 1, 3600, "300", true, "lifetime of the MFA challenge a login gets before its second factor, seconds"),
+    K_INT(mfa_challenge_attempts, 1, 20, "5", true, "codes that may be tried against one MFA challenge"),
+    K_INT(mfa_enrollment_ttl, 1, 86400, "900", true, "lifetime of the enrolment-only token of tenants that require MFA, seconds"),
+    K_INT(recent_auth_window, 1, 86400, "300", true, "removing a factor or regenerating recovery codes needs an authentication this recent (or the password), seconds"),
+    K_INT(api_key_last_used_flush_ms, 100, 60000, "5000", false, "each worker writes the last-use times of the API keys it saw used this often, in one statement, milliseconds"),
     K_STR(forward_auth_rules, "", false, false, "JSON file of forward-auth route rules (deploy/forward-auth/routes.example.json); empty = /v1/forward-auth answers 404"),
     K_STR(forward_auth_cookie, "", false, false, "name of a cookie forward-auth reads an access token from when there is no bearer; empty = bearer only"),
+    K_INT(request_signature_window, 1, 3600, "300", false, "signed requests: largest accepted gap between a signature's ts and this server's clock, either way, seconds"),
+    K_INT(request_signature_nonces, 1024, 100000000, "1000000", false, "signed requests: most nonces remembered per instance (about 40 bytes each, allocated as used); beyond it signed requests get 503"),
+    K_STR(rate_limits, "{}", false, true, "rate limits per route group and key kind, a JSON object (README, Rate limits); {} = the built-in limits"),
+    K_STR(trusted_proxies, "", false, true, "proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client; empty = none"),
+    K_INT(h2_window_ms, 1000, 600000, "10000", true, "HTTP/2 abuse budgets: the sliding window the h2_max_* counts are per (per connection), milliseconds"),
+    K_INT(h2_max_resets, 0, 1000000, "200", true, "HTTP/2 streams a client may reset per h2_window_ms on one connection, beyond half its requests (Rapid Reset, CVE-2023-44487); over it: GOAWAY ENHANCE_YOUR_CALM and close; 0 = off (also the per-turn stream cap)"),
+    K_INT(h2_max_pings, 0, 1000000, "100", true, "HTTP/2 PING frames a client may send per h2_window_ms on one connection; 0 = no limit"),
+    K_INT(h2_max_settings, 0, 1000000, "100", true, "HTTP/2 SETTINGS frames a client may send per h2_window_ms on one connection; 0 = no limit"),
+    K_INT(h2_max_control, 0, 10000000, "1000", true, "other HTTP/2 control frames (PRIORITY, tiny WINDOW_UPDATE, empty DATA/CONTINUATION, unknown) per h2_window_ms on one connection, plus two per request; 0 = no limit"),
+    K_INT(h2_stall_ms, 0, 3600000, "10000", true, "an HTTP/2 connection whose output is blocked (peer not reading, or withholding flow-control window) and has not moved for this long is closed, milliseconds; 0 = never"),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -356,6 +367,16 @@ static int set_json(load_t *ld, const lt_config_key_t *k, const char *where, con
             return failf(ld, LT_EINVAL, where, "expected boolean");
         *(bool *)field(ld, k) = json_is_true(v);
         return 0;
+    }
+    /* A string key whose default is an object (rate_limits) holds that JSON: the file may
+     * give the object itself, kept as its compact text. */
+    if (k->type == LT_CFG_STRING && k->def != NULL && k->def[0] == '{' && json_is_object(v)) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text == NULL)
+            return failf(ld, LT_ENOMEM, where, "out of memory");
+        int ret = set_text(ld, k, where, text);
+        free(text);
+        return ret;
     }
     if (!json_is_string(v))
         return failf(ld, LT_EINVAL, where, "expected string");
@@ -640,6 +661,59 @@ int lt_config_load_ex(lt_config_t *cfg, const char *path, char *const *envp, uns
 fail:
     lt_config_free(cfg);
     return ret;
+}
+
+/* Appends ", name" (or "name") to a bounded list. */
+static void list_add(char *list, size_t n, const char *name)
+{
+    if (n == 0)
+        return;
+    size_t used = strlen(list);
+    snprintf(list + used, n - used, "%s%s", used != 0 ? ", " : "", name);
+}
+
+void lt_config_apply_reloadable(lt_config_t *live, lt_config_t *fresh, char *changed, size_t changed_len, char *fixed,
+                                size_t fixed_len)
+{
+    if (changed_len != 0)
+        changed[0] = '\0';
+    if (fixed_len != 0)
+        fixed[0] = '\0';
+    for (size_t i = 0; i < NKEYS; i++) {
+        const lt_config_key_t *k = &keys[i];
+        void *a = (char *)live + k->offset, *b = (char *)fresh + k->offset;
+        bool same;
+        switch (k->type) {
+        case LT_CFG_STRING:
+            same = strcmp(*(char **)a, *(char **)b) == 0;
+            break;
+        case LT_CFG_BOOL:
+            same = *(bool *)a == *(bool *)b;
+            break;
+        case LT_CFG_KEY32:
+            same = lt_ct_eq(a, b, 32);
+            break;
+        default:
+            same = *(int *)a == *(int *)b;
+            break;
+        }
+        if (same)
+            continue;
+        if (!k->reloadable) {
+            list_add(fixed, fixed_len, k->name);
+            continue;
+        }
+        list_add(changed, changed_len, k->name);
+        if (k->type == LT_CFG_STRING) { /* swapped: freeing `fresh` frees the old value */
+            char *t = *(char **)a;
+            *(char **)a = *(char **)b;
+            *(char **)b = t;
+        } else if (k->type == LT_CFG_BOOL) {
+            *(bool *)a = *(bool *)b;
+        } else if (k->type != LT_CFG_KEY32) {
+            *(int *)a = *(int *)b;
+        }
+    }
 }
 
 void lt_config_free(lt_config_t *cfg)

@@ -84,8 +84,19 @@ typedef struct lt_config {
     int mfa_challenge_attempts;
     int mfa_enrollment_ttl;
     int recent_auth_window;
+    int api_key_last_used_flush_ms;
     char *forward_auth_rules;  /* path of the route rules file; "" = forward-auth off */
     char *forward_auth_cookie; /* cookie holding an access token; "" = bearer only */
+    int request_signature_window; /* seconds either side of now a signed request's ts may be */
+    int request_signature_nonces; /* nonces of signed requests remembered per instance */
+    char *rate_limits;     /* JSON object text (lib/http/ratelimit.h); "{}" = built-in limits */
+    char *trusted_proxies; /* CIDRs whose X-Forwarded-For is believed; "" = none */
+    int h2_window_ms;    /* HTTP/2 abuse budgets (lib/http/h2guard.h), per connection per window */
+    int h2_max_resets;   /* RST_STREAM frames (plus half the requests); 0 = unguarded */
+    int h2_max_pings;    /* PING frames; 0 = no limit */
+    int h2_max_settings; /* SETTINGS frames; 0 = no limit */
+    int h2_max_control;  /* other control frames (plus two per request); 0 = no limit */
+    int h2_stall_ms;     /* blocked output unmoved this long closes the connection; 0 = never */
 } lt_config_t;
 
 /* One row of the key table, exposed for documentation checks and --help. */
@@ -126,6 +137,16 @@ enum {
 /** lt_config_load with flags. */
 int lt_config_load_ex(lt_config_t *cfg, const char *path, char *const *envp, unsigned flags, char *err,
                       size_t errlen) LT_MUSTCHECK;
+
+/*
+ * SIGHUP: copies every reloadable key whose value differs from `fresh` into `live` (strings
+ * are swapped, so lt_config_free(fresh) releases the old values). `changed` receives the
+ * names applied, `fixed` the names that differ but need a restart (comma-separated, cut to
+ * the buffer). Nothing may read `live` meanwhile (latchd runs it under
+ * lt_http_server_quiesce). Key-spanning rules were checked when `fresh` was loaded.
+ */
+void lt_config_apply_reloadable(lt_config_t *live, lt_config_t *fresh, char *changed, size_t changed_len, char *fixed,
+                                size_t fixed_len);
 
 void lt_config_free(lt_config_t *cfg);
 

@@ -37,9 +37,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/cors.h"
+#include "http/h2guard.h"
 #include "http/internal.h"
 #include "http/logwriter.h"
 #include "http/metrics.h"
+#include "http/ratelimit.h"
 #include "http/response.h"
 
 #define ACCESS_LOG_FLUSH_BYTES (32 * 1024)
@@ -54,6 +57,7 @@ enum { LISTEN_TLS = 0, LISTEN_H2C = 1 };
 typedef struct {
     h2o_multithread_message_t super;
     int stop;
+    uint64_t pause; /* lt_http_server_quiesce generation; 0: not a pause */
     char *channel;
     char *payload;
 } worker_msg_t;
@@ -68,6 +72,7 @@ struct lt_http_worker {
     h2o_socket_t *listen_sock[2];
     h2o_multithread_receiver_t receiver;
     lt_http_metrics_t *metrics;
+    lt_h2guard_t *h2guard; /* HTTP/2 abuse accounting (h2guard.h) */
     void *app;
     int init_ret;
     uint64_t seq; /* request ids */
@@ -97,6 +102,7 @@ struct lt_http_server {
     char *opt_strings[5];
     lt_router_t *router;
     lt_metrics_route_label_t *labels;
+    lt_rl_t *rl; /* rate limits (ratelimit.c) */
     lt_http_app_t app;
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
@@ -107,12 +113,16 @@ struct lt_http_server {
     int nworkers;
     lt_http_worker_t *workers;
     lt_http_metrics_t **worker_metrics;
+    lt_h2guard_t **h2guards; /* the workers' guards, for /metrics */
     int started;
     /* start-up rendezvous */
     pthread_mutex_t mutex;
     pthread_cond_t cond;
     int ready_count;
     int stopped_count;
+    /* lt_http_server_quiesce rendezvous (under mutex) */
+    uint64_t pause_gen, pause_released;
+    int pause_arrived;
 };
 
 typedef struct {
@@ -158,6 +168,11 @@ static void access_log_write(lt_http_worker_t *w, lt_req_t *r, int status, uint6
     ret |= lt_buf_append_json_string(&w->log, r->request_id, strlen(r->request_id));
     ret |= lt_buf_appends(&w->log, ",\"method\":");
     ret |= lt_buf_append_json_string(&w->log, req->method.base, req->method.len);
+    /* The client's network, never its address: access logs are kept and shipped more
+     * widely than the audit trail (base.h, lt_mask_ip). */
+    char client[LT_MASK_MAX];
+    lt_mask_ip(client, sizeof(client), lt_req_peer(r));
+    ret |= lt_buf_appendf(&w->log, ",\"client\":\"%s\"", client);
     ret |= lt_buf_appendf(&w->log, ",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"proto\":\"%s\",\"tls\":%s}\n",
                           r->route != NULL ? r->route->pattern : "unmatched", status, (double)dur_ns / 1e6,
                           req->bytes_sent, proto_name(req), r->tls ? "true" : "false");
@@ -248,6 +263,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         lt_http_problem(r, 503, "shutting_down", "The server is shutting down.");
         return 0;
     }
+    /* CORS preflights never reach the router (which would answer 405 to OPTIONS). */
+    if (lt_http_cors_filter(r))
+        return 0;
 
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     switch (lt_router_match(s->router, req->method.base, req->method.len, req->path.base, plen, &m)) {
@@ -270,6 +288,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         lt_http_problem(r, 413, "payload_too_large", detail);
         return 0;
     }
+    /* the client IP's bucket of the route's group, before any work for it */
+    if (lt__http_rl_charge_ip(r) != 0)
+        return 0;
     int ret = m.route->fn(r);
     /* Neither answered nor waiting for async work (which must set on_cancel): nothing will
      * ever answer, and the stream would hang until the client gives up (and hold a graceful
@@ -335,7 +356,8 @@ fail:
     return LT_EIO;
 }
 
-static int setup_tls(lt_http_server_t *s, char *err, size_t errlen)
+/* A server context for `cert` and `key` (ALPN h2, http/1.1); NULL with `err` set. */
+static SSL_CTX *build_tls_ctx(const char *cert, const char *key, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
@@ -345,23 +367,28 @@ static int setup_tls(lt_http_server_t *s, char *err, size_t errlen)
     /* TLS 1.2 suites allowed by RFC 9113 §9.2.2 (ephemeral key exchange, AEAD) */
     if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1)
         goto fail;
-    if (SSL_CTX_use_certificate_chain_file(ctx, s->opts.tls_cert) != 1) {
-        snprintf(err, errlen, "tls_cert: cannot load certificate chain from %s", s->opts.tls_cert);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errlen, "tls_cert: cannot load certificate chain from %s", cert);
         goto fail_quiet;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, s->opts.tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "tls_key: cannot load a private key matching tls_cert from %s", s->opts.tls_key);
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "tls_key: cannot load a private key matching tls_cert from %s", key);
         goto fail_quiet;
     }
     h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
-    s->ssl_ctx = ctx;
-    return 0;
+    return ctx;
 fail:
     snprintf(err, errlen, "TLS set-up failed");
 fail_quiet:
     ERR_clear_error();
     SSL_CTX_free(ctx);
-    return LT_EINVAL;
+    return NULL;
+}
+
+static int setup_tls(lt_http_server_t *s, char *err, size_t errlen)
+{
+    s->ssl_ctx = build_tls_ctx(s->opts.tls_cert, s->opts.tls_key, err, errlen);
+    return s->ssl_ctx != NULL ? 0 : LT_EINVAL;
 }
 
 /*
@@ -402,7 +429,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             break;
-        h2o_accept(actx, sock);
+        lt_h2guard_accept(w->h2guard, actx, sock);
     }
 }
 
@@ -440,13 +467,27 @@ int lt__http_worker_stopping(const lt_http_worker_t *w)
     return w->stopping;
 }
 
+/* Waits, between two loop turns, until the quiesce of generation `gen` has run its function. */
+static void pause_here(lt_http_worker_t *w, uint64_t gen)
+{
+    lt_http_server_t *s = w->server;
+    pthread_mutex_lock(&s->mutex);
+    s->pause_arrived++;
+    pthread_cond_broadcast(&s->cond);
+    while (s->pause_released < gen)
+        pthread_cond_wait(&s->cond, &s->mutex);
+    pthread_mutex_unlock(&s->mutex);
+}
+
 static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     lt_http_worker_t *w = H2O_STRUCT_FROM_MEMBER(lt_http_worker_t, receiver, receiver);
     while (!h2o_linklist_is_empty(messages)) {
         worker_msg_t *msg = H2O_STRUCT_FROM_MEMBER(worker_msg_t, super.link, messages->next);
         h2o_linklist_unlink(&msg->super.link);
-        if (msg->stop)
+        if (msg->pause != 0)
+            pause_here(w, msg->pause);
+        else if (msg->stop)
             begin_stop(w);
         else if (!w->finished && w->server->app.on_notify != NULL) /* no app state after fini */
             w->server->app.on_notify(w->app, msg->channel, msg->payload, w->server->app.data);
@@ -512,6 +553,7 @@ static void *worker_main(void *arg)
     w->loop = h2o_evloop_create();
     h2o_linklist_init_anchor(&w->streams);
     h2o_context_init(&w->ctx, w->loop, &s->globalconf);
+    w->h2guard = s->h2guards[w->id] = lt_h2guard_create(&w->ctx);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_messages);
     h2o_timeout_init(w->loop, &w->log_timeout, ACCESS_LOG_FLUSH_MS);
     w->log_entry.cb = on_log_timeout;
@@ -553,6 +595,7 @@ static void *worker_main(void *arg)
 
     for (;;) {
         h2o_evloop_run(w->loop, w->stopping ? 50 : INT32_MAX);
+        lt_h2guard_after_turn(w->h2guard);
         if (w->stopping && stop_done(w))
             break;
     }
@@ -574,6 +617,7 @@ static void *worker_main(void *arg)
     h2o_timeout_unlink(&w->log_entry);
     access_log_flush(w);
     h2o_timeout_dispose(w->loop, &w->log_timeout);
+    lt_h2guard_stop(w->h2guard);
     /* Let the loop release closed sockets and the app's last callbacks run. */
     h2o_evloop_run(w->loop, 0);
     /*
@@ -652,6 +696,8 @@ int lt_http_server_create(const lt_http_options_t *opts, lt_router_t *router, co
         s->labels[i].method = rt->method;
         s->labels[i].pattern = rt->pattern;
     }
+    if (lt__http_rl_create(router, &s->rl) != 0)
+        goto fail_nomem;
 
     if (s->opts.listen_tls == NULL && s->opts.listen_h2c == NULL) {
         snprintf(err, errlen, "no listener configured (listen, listen_h2c)");
@@ -692,7 +738,8 @@ int lt_http_server_create(const lt_http_options_t *opts, lt_router_t *router, co
     handler->server = s;
 
     if ((s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers))) == NULL ||
-        (s->worker_metrics = calloc((size_t)s->nworkers, sizeof(*s->worker_metrics))) == NULL)
+        (s->worker_metrics = calloc((size_t)s->nworkers, sizeof(*s->worker_metrics))) == NULL ||
+        (s->h2guards = calloc((size_t)s->nworkers, sizeof(*s->h2guards))) == NULL)
         goto fail_nomem;
     for (int i = 0; i < s->nworkers; i++) {
         s->workers[i].server = s;
@@ -748,6 +795,82 @@ void lt_http_server_broadcast(lt_http_server_t *s, const char *channel, const ch
     pthread_mutex_unlock(&s->mutex);
 }
 
+void lt_http_server_quiesce(lt_http_server_t *s, void (*fn)(void *data), void *data)
+{
+    pthread_mutex_lock(&s->mutex);
+    if (!s->started) {
+        fn(data);
+        pthread_mutex_unlock(&s->mutex);
+        return;
+    }
+    uint64_t gen = ++s->pause_gen;
+    int n = 0;
+    s->pause_arrived = 0;
+    /* A worker that no longer receives has left its loop: it runs nothing of the app. */
+    for (int i = 0; i < s->nworkers; i++) {
+        if (s->workers[i].receiving) {
+            worker_msg_t *msg = calloc(1, sizeof(*msg));
+            if (msg == NULL)
+                continue; /* not paused: fn must not run */
+            msg->pause = gen;
+            h2o_multithread_send_message(&s->workers[i].receiver, &msg->super);
+            n++;
+        }
+    }
+    while (s->pause_arrived < n)
+        pthread_cond_wait(&s->cond, &s->mutex);
+    fn(data);
+    s->pause_released = gen;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mutex);
+}
+
+typedef struct {
+    lt_http_server_t *s;
+    SSL_CTX *ctx;
+    char *cert, *key;
+} tls_swap_t;
+
+static void tls_swap(void *data)
+{
+    tls_swap_t *t = data;
+    lt_http_server_t *s = t->s;
+    for (int i = 0; i < s->nworkers; i++)
+        s->workers[i].accept[LISTEN_TLS].ssl_ctx = t->ctx;
+    /* hand the old ones back to the caller, which frees them outside the pause */
+    SSL_CTX *old = s->ssl_ctx;
+    char *oc = s->opt_strings[2], *ok = s->opt_strings[3];
+    s->ssl_ctx = t->ctx;
+    s->opts.tls_cert = s->opt_strings[2] = t->cert;
+    s->opts.tls_key = s->opt_strings[3] = t->key;
+    t->ctx = old;
+    t->cert = oc;
+    t->key = ok;
+}
+
+int lt_http_server_reload_tls(lt_http_server_t *s, const char *cert, const char *key, char *err, size_t errlen)
+{
+    if (s->ssl_ctx == NULL) {
+        snprintf(err, errlen, "no TLS listener");
+        return LT_ESTATE;
+    }
+    tls_swap_t t = {.s = s};
+    if ((t.ctx = build_tls_ctx(cert, key, err, errlen)) == NULL)
+        return LT_EINVAL;
+    if ((t.cert = strdup(cert)) == NULL || (t.key = strdup(key)) == NULL) {
+        free(t.cert);
+        SSL_CTX_free(t.ctx);
+        snprintf(err, errlen, "out of memory");
+        return LT_ENOMEM;
+    }
+    lt_http_server_quiesce(s, tls_swap, &t);
+    /* Connections made with the old context hold references of their own (SSL_new). */
+    SSL_CTX_free(t.ctx);
+    free(t.cert);
+    free(t.key);
+    return 0;
+}
+
 void lt_http_server_stop(lt_http_server_t *s)
 {
     if (!s->started)
@@ -793,8 +916,12 @@ void lt_http_server_destroy(lt_http_server_t **ps)
         SSL_CTX_free(s->ssl_ctx);
     lt_router_destroy(&s->router);
     free(s->labels);
+    lt__http_rl_destroy(&s->rl);
     free(s->workers);
     free(s->worker_metrics);
+    for (int i = 0; s->h2guards != NULL && i < s->nworkers; i++)
+        lt_h2guard_destroy(&s->h2guards[i]);
+    free(s->h2guards);
     for (int i = 0; i < 5; i++)
         free(s->opt_strings[i]);
     pthread_mutex_destroy(&s->mutex);
@@ -823,6 +950,11 @@ const lt_http_options_t *lt_http_server_options(const lt_http_server_t *s)
     return &s->opts;
 }
 
+lt_rl_t *lt__http_server_rl(const lt_http_server_t *s)
+{
+    return s->rl;
+}
+
 int lt_http_server_port(const lt_http_server_t *s, int tls)
 {
     return s->port[tls ? LISTEN_TLS : LISTEN_H2C];
@@ -830,7 +962,9 @@ int lt_http_server_port(const lt_http_server_t *s, int tls)
 
 int lt_http_server_render_metrics(const lt_http_server_t *s, lt_buf_t *out)
 {
-    if (lt_http_metrics_render(out, s->worker_metrics, (size_t)s->nworkers, s->labels, lt_router_count(s->router)) != 0)
+    if (lt_http_metrics_render(out, s->worker_metrics, (size_t)s->nworkers, s->labels, lt_router_count(s->router)) != 0 ||
+        lt__http_rl_metrics(s->rl, out) != 0 ||
+        lt_h2guard_render_metrics(s->h2guards, (size_t)s->nworkers, out) != 0)
         return LT_ENOMEM;
     return lt_buf_appendf(out,
                           "# HELP latch_access_log_dropped_bytes_total Access-log bytes dropped because the sink was too slow.\n"

@@ -96,6 +96,25 @@ int lt_http_server_start(lt_http_server_t *s) LT_MUSTCHECK;
 /* Delivers (channel, payload) to every worker's on_notify. Copies both; safe from any thread. */
 void lt_http_server_broadcast(lt_http_server_t *s, const char *channel, const char *payload);
 
+/*
+ * Runs fn(data) on the calling thread while every serving worker waits between two loop
+ * turns (a rendezvous through its message queue), so nothing of any request runs
+ * meanwhile: fn may change state that workers read without locks (reloaded settings, the
+ * TLS context). Blocks for about one loop turn of the busiest worker. Not from a worker or
+ * an app callback; not concurrently with lt_http_server_stop (both belong to one thread).
+ */
+void lt_http_server_quiesce(lt_http_server_t *s, void (*fn)(void *data), void *data);
+
+/**
+ * Builds a TLS context from `cert` and `key` and makes every worker use it for new
+ * handshakes. Connections already open keep the context they were made with (their SSL
+ * objects hold references), so nothing is dropped. On failure nothing changes.
+ * @return 0, LT_EINVAL (unreadable or mismatched files; `err` says which), LT_ESTATE (no
+ *         TLS listener), LT_ENOMEM.
+ */
+int lt_http_server_reload_tls(lt_http_server_t *s, const char *cert, const char *key, char *err,
+                              size_t errlen) LT_MUSTCHECK;
+
 /* Graceful stop; blocks until every worker has ended. */
 void lt_http_server_stop(lt_http_server_t *s);
 

@@ -27,10 +27,13 @@ lt_store_stmt_t lt_admin_stmts[LT_ADMIN_NSTMTS] = {
                               "SELECT items, next_key FROM latch_admin_tenant_list($1::uuid, $2::bigint, $3::uuid, "
                               "$4::integer)",
                               4, 0},
-    /* scope, id, display_name (NULL: keep), settings patch (jsonb, NULL: none), actor, ip,
-     * request_id -> the tenant, or NULL when not in scope (sql/0010) */
+    /* scope, id, display_name (NULL: keep), settings patch (jsonb, NULL: none), cors_origins
+     * (jsonb array replacing the list, NULL: keep), actor, ip, request_id -> the tenant, or
+     * NULL when not in scope (sql/0015) */
     [LT_ADMIN_TENANT_PATCH] = {"admin.tenant_patch",
-                               "SELECT latch_admin_tenant_patch($1::uuid, $2::uuid, $3, $4::jsonb, $5, $6, $7)", 7, 0},
+                               "SELECT latch_admin_tenant_patch($1::uuid, $2::uuid, $3, $4::jsonb, $5::jsonb, $6, $7, "
+                               "$8)",
+                               8, 0},
     [LT_ADMIN_USER_CREATE] = {"admin.user_create",
                               "SELECT code, body FROM latch_admin_user_create($1::uuid, $2::uuid, $3, $4, $5::jsonb, "
                               "$6::jsonb, $7::boolean, $8, $9, $10)",

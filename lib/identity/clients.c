@@ -289,8 +289,15 @@ int lt_client_list_check(const json_t *arr, lt_client_list_kind_t kind, const ch
 /* Lists go out space-separated: the CHECKs keep spaces (and quoting) out of every element. */
 const char lt_clients_load_sql[] = "SELECT c.client_id, c.id, c.tenant_id, c.name, array_to_string(c.grant_types, ' '), "
                                    "array_to_string(c.scopes, ' '), array_to_string(c.permissions, ' '), "
-                                   "encode(c.secret_hash, 'hex') FROM oauth_clients c";
+                                   "encode(c.secret_hash, 'hex'), encode(c.signing_key_sealed, 'hex'), "
+                                   "c.require_signed_requests FROM oauth_clients c";
+/* NCOLS base columns, never NULL; then the two of request signing (0014), the key NULL when
+ * the client has none. */
 enum { COL_CLIENT_ID, COL_ID, COL_TENANT, COL_NAME, COL_GRANTS, COL_SCOPES, COL_PERMS, COL_HASH, NCOLS };
+enum { COL_SIGNING_KEY = NCOLS, COL_SIGNING_REQUIRED, NCOLS_SIGNING };
+
+#define SIGNING_PREFIX "lsk_"
+#define SIGNING_AAD "client_signing_key:"
 
 /* Words of a space-separated list. */
 static size_t words(const char *s)
@@ -342,15 +349,48 @@ static int hex_nibble(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* Opens a client's sealed signing key (hex) into c->signing_key. @return 0 or <0 (not opened). */
+static int signing_open(lt_client_t *c, const char *hex, const lt_seal_key_t *keys, size_t nkeys)
+{
+    uint8_t sealed[LT_SEAL_OVERHEAD + LT_CLIENT_SIGNING_KEY_LEN];
+    char aad[sizeof(SIGNING_AAD) + LT_CLIENT_ID_LEN];
+    size_t len = 0;
+    if (keys == NULL || nkeys == 0)
+        return LT_ENOTFOUND;
+    if (strlen(hex) != LT_CLIENT_SIGNING_SEALED_HEX_LEN)
+        return LT_EINVAL;
+    for (size_t k = 0; k < sizeof(sealed); k++) {
+        int hi = hex_nibble(hex[2 * k]), lo = hex_nibble(hex[2 * k + 1]);
+        if (hi < 0 || lo < 0)
+            return LT_EINVAL;
+        sealed[k] = (uint8_t)(hi << 4 | lo);
+    }
+    snprintf(aad, sizeof(aad), "%s%s", SIGNING_AAD, c->id);
+    int ret = lt_unseal(keys, nkeys, aad, strlen(aad), sealed, sizeof(sealed), (uint8_t *)c->signing_key, &len);
+    if (ret == 0 && (len != LT_CLIENT_SIGNING_KEY_LEN || memcmp(c->signing_key, SIGNING_PREFIX, 4) != 0))
+        ret = LT_EINVAL;
+    if (ret != 0)
+        lt_wipe(c->signing_key, sizeof(c->signing_key));
+    c->signing_key[LT_CLIENT_SIGNING_KEY_LEN] = '\0';
+    return ret;
+}
+
 int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out)
+{
+    return lt_clients_from_result_keyed(res, NULL, 0, out);
+}
+
+int lt_clients_from_result_keyed(const struct pg_result *res, const lt_seal_key_t *keys, size_t nkeys,
+                                 lt_clients_t **out)
 {
     PGresult *r = (PGresult *)res;
     lt_clients_t *cs = NULL;
     size_t nptrs = 0, bytes = 0;
     int ret;
     *out = NULL;
-    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != NCOLS)
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || (PQnfields(r) != NCOLS && PQnfields(r) != NCOLS_SIGNING))
         return LT_EINVAL;
+    int signing = PQnfields(r) == NCOLS_SIGNING;
     size_t n = (size_t)PQntuples(r);
     if (n > UINT32_MAX / 4)
         return LT_ERANGE;
@@ -400,6 +440,16 @@ int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out)
             }
             c->secret_hash[k] = (uint8_t)(hi << 4 | lo);
         }
+        if (signing && PQgetvalue(r, row, COL_SIGNING_REQUIRED)[0] == 't')
+            c->signing |= LT_CLIENT_SIGN_REQUIRED;
+        if (signing && !PQgetisnull(r, row, COL_SIGNING_KEY)) {
+            int sret = signing_open(c, PQgetvalue(r, row, COL_SIGNING_KEY), keys, nkeys);
+            if (sret == 0)
+                c->signing |= LT_CLIENT_SIGN_KEY;
+            else if (keys != NULL)
+                lt_log(LT_LOG_WARN, "clients", "client %s: its signing key does not open (%s); its signed requests "
+                       "fail", c->id, lt_strerror(sret));
+        }
         size_t mask = cs->cap - 1, k = (size_t)hash_id(c->id, LT_CLIENT_ID_LEN) & mask;
         while (cs->slots[k] != 0) {
             if (strcmp(cs->clients[cs->slots[k] - 1].id, c->id) == 0) { /* UNIQUE in the table */
@@ -418,6 +468,12 @@ int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out)
 /* A blocking connection as the runtime user, or NULL after filling `err`. */
 int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t errlen)
 {
+    return lt_clients_load_keyed(conninfo, NULL, 0, out, err, errlen);
+}
+
+int lt_clients_load_keyed(const char *conninfo, const lt_seal_key_t *keys, size_t nkeys, lt_clients_t **out, char *err,
+                          size_t errlen)
+{
     PGresult *r = NULL;
     int ret;
     lt_errf(err, errlen, "%s", "");
@@ -433,7 +489,7 @@ int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t 
         ret = LT_EIO;
         goto done;
     }
-    ret = lt_clients_from_result(r, out);
+    ret = lt_clients_from_result_keyed(r, keys, nkeys, out);
     if (ret == LT_EINVAL) {
         lt_errf(err, errlen, "loading clients: unexpected row shape");
         ret = LT_EIO;
@@ -497,10 +553,51 @@ lt_store_stmt_t lt_clients_stmt_delete = {"clients.delete",
 lt_store_stmt_t lt_clients_stmt_rotate_secret = {
     "clients.rotate_secret", "SELECT code, body FROM latch_client_rotate_secret($1::uuid, $2, $3, $4, $5, $6)", 6, -1};
 
+lt_store_stmt_t lt_clients_stmt_signing_set = {
+    "clients.signing_set",
+    "SELECT code, body FROM latch_client_signing_key_set($1::uuid, $2, $3, $4, $5::boolean, $6, $7, $8)", 8, -1};
+lt_store_stmt_t lt_clients_stmt_signing_delete = {
+    "clients.signing_delete", "SELECT code, body FROM latch_client_signing_key_delete($1::uuid, $2, $3, $4, $5)", 5,
+    -1};
+lt_store_stmt_t lt_clients_stmt_signing_require = {
+    "clients.signing_require",
+    "SELECT code, body FROM latch_client_signing_require($1::uuid, $2, $3::boolean, $4, $5, $6)", 6, -1};
+
+int lt_client_signing_key_new(const lt_seal_key_t *key, const char *client_id,
+                              char secret[LT_CLIENT_SIGNING_KEY_LEN + 1],
+                              char sealed_hex[LT_CLIENT_SIGNING_SEALED_HEX_LEN + 1])
+{
+    uint8_t raw[SECRET_RANDOM_BYTES], sealed[LT_SEAL_OVERHEAD + LT_CLIENT_SIGNING_KEY_LEN];
+    char aad[sizeof(SIGNING_AAD) + LT_CLIENT_ID_LEN];
+    int ret = 0;
+    secret[0] = sealed_hex[0] = '\0';
+    if (key == NULL || client_id == NULL || strlen(client_id) != LT_CLIENT_ID_LEN)
+        return LT_EINVAL;
+    if (lt_random(raw, sizeof(raw)) != 0) {
+        ret = LT_EIO;
+        goto done;
+    }
+    memcpy(secret, SIGNING_PREFIX, 4);
+    secret[4 + lt_b64url_encode(secret + 4, raw, sizeof(raw))] = '\0';
+    snprintf(aad, sizeof(aad), "%s%s", SIGNING_AAD, client_id);
+    if (lt_seal(key, aad, strlen(aad), secret, LT_CLIENT_SIGNING_KEY_LEN, sealed) != 0) {
+        ret = LT_EIO;
+        goto done;
+    }
+    lt_hex_encode(sealed_hex, sealed, sizeof(sealed));
+done:
+    if (ret != 0)
+        lt_wipe(secret, LT_CLIENT_SIGNING_KEY_LEN + 1);
+    lt_wipe(raw, sizeof(raw));
+    return ret;
+}
+
 int lt_clients_statements(void)
 {
-    lt_store_stmt_t *all[] = {&lt_clients_stmt_create, &lt_clients_stmt_list, &lt_clients_stmt_get,
-                              &lt_clients_stmt_delete, &lt_clients_stmt_rotate_secret};
+    lt_store_stmt_t *all[] = {&lt_clients_stmt_create,         &lt_clients_stmt_list,
+                              &lt_clients_stmt_get,            &lt_clients_stmt_delete,
+                              &lt_clients_stmt_rotate_secret,  &lt_clients_stmt_signing_set,
+                              &lt_clients_stmt_signing_delete, &lt_clients_stmt_signing_require};
     static int registered; /* start-up only, one thread: see lt_store_stmt_register */
     if (registered)
         return 0;

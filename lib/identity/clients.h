@@ -25,10 +25,20 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "crypto/seal.h"
 #include "store/store.h"
 
 #define LT_CLIENT_ID_LEN 25     /* "lc_" + 22 */
 #define LT_CLIENT_SECRET_LEN 47 /* "lcs_" + 43 */
+/* Request signing (sql/0014, lib/api/signing.c): the HMAC-SHA256 key is this text itself,
+ * "lsk_" + 43 base64url characters (256 random bits), stored sealed under the master key. */
+#define LT_CLIENT_SIGNING_KEY_LEN 47
+#define LT_CLIENT_SIGNING_SEALED_HEX_LEN (2 * (LT_SEAL_OVERHEAD + LT_CLIENT_SIGNING_KEY_LEN))
+
+enum {
+    LT_CLIENT_SIGN_KEY = 1u << 0,      /* signing_key holds the client's key */
+    LT_CLIENT_SIGN_REQUIRED = 1u << 1, /* every request of the client must be signed */
+};
 
 enum { LT_GRANT_CLIENT_CREDENTIALS = 1u << 0, LT_GRANT_REFRESH_TOKEN = 1u << 1 };
 
@@ -41,6 +51,8 @@ typedef struct lt_client {
     const char *const *scopes; /* NULL-terminated */
     const char *const *permissions; /* NULL-terminated */
     uint8_t secret_hash[32];
+    unsigned signing;                                /* LT_CLIENT_SIGN_* bits */
+    char signing_key[LT_CLIENT_SIGNING_KEY_LEN + 1]; /* with LT_CLIENT_SIGN_KEY; wiped with the snapshot */
 } lt_client_t;
 
 typedef struct lt_clients lt_clients_t;
@@ -68,6 +80,14 @@ int lt_client_has_scope(const lt_client_t *c, const char *scope, size_t n);
  * @return 0 and a snapshot (one reference), LT_EUNAVAIL (cannot connect), LT_EIO, LT_ENOMEM.
  */
 int lt_clients_load(const char *conninfo, lt_clients_t **out, char *err, size_t errlen) LT_MUSTCHECK;
+/**
+ * lt_clients_load that also opens the clients' signing keys with `keys` (the master key and
+ * any previous ones). A key that does not open (another master key, a tampered row) is
+ * logged and left out: the client's signed requests then fail, and if it requires
+ * signatures every request of it does (fail closed). lt_clients_load opens none.
+ */
+int lt_clients_load_keyed(const char *conninfo, const lt_seal_key_t *keys, size_t nkeys, lt_clients_t **out, char *err,
+                          size_t errlen) LT_MUSTCHECK;
 
 /*
  * Holds the current snapshot for readers on many threads: base's lt_holder_t typed for
@@ -104,6 +124,24 @@ int lt_client_credentials_new(char id[LT_CLIENT_ID_LEN + 1], char secret[LT_CLIE
  */
 extern lt_store_stmt_t lt_clients_stmt_create, lt_clients_stmt_list, lt_clients_stmt_get, lt_clients_stmt_delete,
     lt_clients_stmt_rotate_secret;
+/*
+ * Request signing (sql/0014_request_signing.sql), same conventions; codes "ok", "not_found",
+ * and "conflict" (require without a key):
+ *   signing_set      scope, id, client_id the key was sealed for, sealed key (hex),
+ *                    require ("true"/"false", NULL = keep), actor, ip, request_id
+ *   signing_delete   scope, id, actor, ip, request_id
+ *   signing_require  scope, id, require ("true"/"false"), actor, ip, request_id
+ */
+extern lt_store_stmt_t lt_clients_stmt_signing_set, lt_clients_stmt_signing_delete, lt_clients_stmt_signing_require;
+
+/**
+ * A new signing key for client `client_id` and its sealed form (hex) under `key`, bound to
+ * the client (additional data "client_signing_key:<client_id>").
+ * @return 0, LT_EINVAL (client_id malformed), LT_EIO (no randomness, cipher failure).
+ */
+int lt_client_signing_key_new(const lt_seal_key_t *key, const char *client_id,
+                              char secret[LT_CLIENT_SIGNING_KEY_LEN + 1],
+                              char sealed_hex[LT_CLIENT_SIGNING_SEALED_HEX_LEN + 1]) LT_MUSTCHECK;
 int lt_clients_statements(void) LT_MUSTCHECK;
 
 /* ---- input rules (shared by the admin surface and latchctl) ------------------------- */
@@ -138,6 +176,10 @@ struct pg_result;
 /** Builds a snapshot from the rows of lt_clients_load_sql. @return 0, LT_EINVAL (a row has
  *  an unexpected shape), LT_ENOMEM. */
 int lt_clients_from_result(const struct pg_result *res, lt_clients_t **out) LT_MUSTCHECK;
+/** The same, opening the signing keys of the two signing columns (see lt_clients_load_keyed);
+ *  rows of the eight base columns alone give clients without signing. */
+int lt_clients_from_result_keyed(const struct pg_result *res, const lt_seal_key_t *keys, size_t nkeys,
+                                 lt_clients_t **out) LT_MUSTCHECK;
 
 /* ---- blocking administration (latchctl) ------------------------------------------------- */
 

@@ -33,13 +33,18 @@ typedef struct dctx {
 
 static void report(dctx_t *c, const char *where, int line, int col, const char *fmt, ...) LT_PRINTF(5, 6);
 
-static void report(dctx_t *c, const char *where, int line, int col, const char *fmt, ...)
+static void report(dctx_t *c, const char *where_in, int line, int col, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[256], where[sizeof(((lt_policy_problem_t *)0)->where)];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Both may quote a member name cut mid-character ("%.64s", where_key, the bounds above):
+     * JSON needs UTF-8, and a problem must not turn into an out-of-memory 500. */
+    snprintf(where, sizeof(where), "%s", where_in);
+    pe_utf8_clean(where);
+    pe_utf8_clean(msg);
     if (c->list != NULL) {
         size_t i;
         json_t *it;

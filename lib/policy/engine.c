@@ -138,17 +138,38 @@ int pe_map_put(pe_arena_t *a, pe_map_t *m, const char *k, size_t n, void *v)
 
 /* ---- names and problems ------------------------------------------------------------------ */
 
+void pe_utf8_clean(char *s)
+{
+    char *out = s;
+    for (const char *p = s; *p != '\0';) {
+        unsigned char c = (unsigned char)*p;
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0, have = 0;
+        while (have < len && p[have] != '\0')
+            have++;
+        if (len != 0 && have == len && lt_utf8_count(p, len) == 1) {
+            memmove(out, p, len);
+            out += len;
+            p += len;
+        } else {
+            p++;
+        }
+    }
+    *out = '\0';
+}
+
 void pe_problem(lt_policy_problem_t *p, const char *where, int line, int col, const char *fmt, ...)
 {
     if (p == NULL)
         return;
     snprintf(p->where, sizeof(p->where), "%s", where);
+    pe_utf8_clean(p->where);
     p->line = line;
     p->col = col;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
     va_end(ap);
+    pe_utf8_clean(p->msg);
 }
 
 static void clear_problem(lt_policy_problem_t *p)

@@ -162,6 +162,10 @@ struct lt_policy_snapshot {
 
 void pe_problem(lt_policy_problem_t *p, const char *where, int line, int col, const char *fmt, ...)
     LT_PRINTF(5, 6);
+/* Drops the bytes of UTF-8 sequences that a bounded snprintf ("%.64s", a full buffer) cut
+ * short anywhere in `s`: problems quote document text and become JSON strings, which must
+ * be UTF-8. */
+void pe_utf8_clean(char *s);
 bool pe_role_name_ok(const char *s);
 int pe_keep_json(lt_policy_snapshot_t *s, json_t *j);
 const pe_tenant_t *pe_tenant_find(const lt_policy_snapshot_t *s, const char *id);

@@ -637,6 +637,8 @@ class LatchdFactory:
             "master_key": random_master_key(),
             "access_log": str(workdir / "access.log"),
             "log_level": "info",
+            # Suites send bursts from one address; only test_rate_limits.py sets limits.
+            "rate_limits": {"defaults": False},
         }
         if "database_url" not in overrides:
             db = self.db_factory()

@@ -42,7 +42,7 @@ class World(lt.AdminWorld):
         return r.json(), body
 
     def audit(self, event, target):
-        return self.sql(f"SELECT details::text FROM audit_log WHERE event = '{event}' AND target = '{target}' "
+        return self.sql(f"SELECT details::text FROM audit_events WHERE event = '{event}' AND target = '{target}' "
                         "ORDER BY id").splitlines()
 
 
@@ -481,7 +481,7 @@ def test_patch_attributes_is_a_merge_patch(w):
     r = w.api.call("PATCH", "/v1/admin/users/{id}", url, token=w.alice, json={"attributes": {}})
     assert r.status_code == 200
     # values never reach the audit log
-    assert "new" not in w.sql(f"SELECT string_agg(details::text, ' ') FROM audit_log WHERE target = '{u['id']}'")
+    assert "new" not in w.sql(f"SELECT string_agg(details::text, ' ') FROM audit_events WHERE target = '{u['id']}'")
 
 
 @pytest.mark.parametrize("body,field", [
@@ -671,7 +671,7 @@ def test_admin_events_name_the_actor_and_the_request(w):
     r = w.api.call("POST", "/v1/admin/users/{id}/enable", f"/v1/admin/users/{u['id']}/enable", token=w.alice,
                    headers={"x-request-id": "admin-test-req-1"})
     assert r.status_code == 200
-    row = w.sql(f"SELECT tenant_id, actor, ip, request_id, outcome FROM audit_log WHERE event = 'user.enabled' "
+    row = w.sql(f"SELECT tenant_id, actor, ip, request_id, outcome FROM audit_events WHERE event = 'user.enabled' "
                 f"AND target = '{u['id']}'")
     assert row == f"{w.alpha}|{w.alice_id}|127.0.0.1|admin-test-req-1|success"
 
