@@ -352,6 +352,7 @@ static int on_token(lt_req_t *r)
     const lt_client_t *c = lt__api_client_auth(r, &f);
     if (c == NULL)
         return 0;
+    lt__api_cors_tenant(r, c->tenant_id, NULL); /* only the client's tenant's origins see the answer */
     if (strcmp(grant, "client_credentials") == 0) {
         if (!(c->grants & LT_GRANT_CLIENT_CREDENTIALS)) {
             lt__api_oauth_error(r, 400, "unauthorized_client", "This client may not use the client_credentials grant.");
@@ -629,6 +630,7 @@ static int on_revoke(lt_req_t *r)
     const lt_client_t *c = oauth_begin(r, &f);
     if (c == NULL)
         return 0;
+    lt__api_cors_tenant(r, c->tenant_id, NULL);
     const char *token = form_need(r, &f, "token");
     if (token == NULL)
         return 0;

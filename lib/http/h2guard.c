@@ -12,7 +12,9 @@
  *     the socket's on_close callback runs when the socket is disposed (after a TLS
  *     close_notify, possibly later than the connection): the per-socket state therefore
  *     never points at the connection.
- *   - New connections are linked at the tail of ctx->http2._conns.
+ *   - New connections are linked at the tail of ctx->http2._conns; h2o_http2_accept and
+ *     h2o_http1_accept start from whatever input the socket already holds (lib/core/util.c
+ *     relies on it after a PROXY line), and h2o_http2_accept parses it at once.
  *   - sock->bytes_written grows when a write starts; sock->_cb.write is set while a write
  *     (or a wait for writability) is pending.
  */

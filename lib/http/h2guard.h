@@ -11,10 +11,12 @@
  * timeout does not run while a stream is open.
  *
  * How: every accepted socket gets a small state (freed by the socket's on_close, the hook
- * h2o's own server uses). Once h2o has made an HTTP/2 connection of the socket (checked at
- * the end of every loop turn, newest connections first, and by a periodic sweep), the
- * connection's frame-parser entry point (`_read_expect`) is wrapped: the wrapper sees each
- * complete frame before h2o handles it, counts it, and over a budget returns
+ * h2o's own server uses). latchd runs the first steps of h2o_accept itself (the TLS
+ * handshake and ALPN, or the cleartext preface check) so that it can hand the socket to
+ * h2o_http2_accept and wrap the new connection before h2o parses a single frame (Upgrade:
+ * h2c connections are caught at the end of the loop turn, and a periodic sweep catches any
+ * left). The connection's frame-parser entry point (`_read_expect`) is wrapped: the wrapper
+ * sees each complete frame before h2o handles it, counts it, and over a budget returns
  * ENHANCE_YOUR_CALM instead of handling it, which is h2o's own path for a connection error:
  * GOAWAY, then close. It also stops reading, so a peer that keeps sending cannot grow the
  * input buffer while the GOAWAY waits. The sweep closes connections whose output has not

@@ -11,18 +11,19 @@ it with raw HTTP/2 clients (frames built by hand, python3-h2 for the well-behave
 
 The server runs one worker, so attacker and victims share its event loop (the worst case).
 Victims are measured with a minimal python3-h2 client (sequential GET /healthz and POST
-/oauth2/introspect); their p99 under attack must stay within 3x of the baseline taken just
-before. A 2-core machine shared with other jobs makes sub-millisecond latencies jumpy, so the
-bound is max(3 x baseline, baseline + 2 ms), and a phase that fails it is measured once more
-(baseline and attack again) before the test fails. Attackers run in their own processes
-(niced, so the client host's CPU contention is not mistaken for server starvation). Every test
-prints one line of numbers (pytest -s).
+/oauth2/introspect), in blocks alternating between "beside an idle CPU burner" (the baseline)
+and "beside the attacker", both processes niced alike, so that the only difference is the
+attack traffic and load drifting in from other jobs hits both. Their p99 under attack must
+stay within max(3 x baseline, baseline + FLOOR_MS); a measurement that misses it is taken once
+more before the test fails. Every test prints one line of numbers (pytest -s).
 """
 
+import json
 import multiprocessing
 import os
 import re
 import select
+import signal
 import socket
 import ssl
 import struct
@@ -201,9 +202,17 @@ def measure(target, world, n):
         v.close()
 
 
+# The absolute floor of the victims' bound. latchd lets an attacking connection run at most
+# about two loop turns of at most 200 streams each before it closes it, and a victim request
+# that arrives meanwhile waits for that callback: about 0.5 ms in an optimised build, a few ms
+# under ASan/UBSan. With sub-millisecond baselines, 3x alone would be tighter than that
+# bounded stall (and than the scheduling noise of a shared 2-core machine).
+FLOOR_MS = 6.0 if lt.SANITIZED else 2.0
+
+
 def within(base, attack):
-    """The victims' bound: 3x the baseline, with a 2 ms floor for sub-millisecond baselines."""
-    return attack <= max(3 * base, base + 2.0)
+    """The victims' bound: 3x the baseline, or the baseline plus FLOOR_MS if that is more."""
+    return attack <= max(3 * base, base + FLOOR_MS)
 
 
 # --- attackers (each in its own process) -------------------------------------------------------
@@ -510,7 +519,8 @@ def test_client_that_never_reads_is_closed_and_memory_is_bounded(guarded, window
     report("never_reads" + ("_window0" if window0 else ""), closed_after_s="/".join(f"{t:.2f}" for t in took),
            rss_kib="->".join(map(str, rss)), healthz_p99_ms=f"{hz:.2f}", introspect_p99_ms=f"{intro:.2f}")
     assert metric(d, "write_stall") >= before + 10
-    assert rss[2] - rss[1] < 8 * 1024, f"RSS kept growing: {rss} KiB"
+    if not lt.SANITIZED:  # ASan's quarantine keeps freed memory resident for a while
+        assert rss[2] - rss[1] < 8 * 1024, f"RSS kept growing: {rss} KiB"
     assert d.responsive()
 
 
@@ -593,6 +603,52 @@ def test_h2load_is_not_closed(guarded, tls):
     assert int(m.group(4)) == 40000 and int(m.group(5)) == 0 and int(m.group(6)) == 0, out
     for r, n in before.items():
         assert metric(d, r) == n, f"{r} counted for h2load"
+
+
+def _pings_survive(target, n):
+    """True when a connection that sends n PINGs in one flight is still served afterwards."""
+    s = connect(target)
+    try:
+        s.sendall(PREFACE + settings() + frame(PING, 0, 0, b"12345678") * n +
+                  frame(HEADERS, END_STREAM | END_HEADERS, 1, header_block("/healthz")))
+        reader, deadline = FrameReader(), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            data = s.recv(1 << 16)
+            if not data:
+                return False
+            for ftype, flags, sid, payload in reader.feed(data):
+                if ftype == GOAWAY:
+                    return False
+                if ftype == DATA and sid == 1 and flags & END_STREAM:
+                    return True
+        return False
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_budgets_follow_sighup(guarded):
+    """h2_* keys are reloadable: a lower PING budget applies to the next connection."""
+    d, _ = guarded
+    target = target_of(d)
+    assert _pings_survive(target, 20)
+
+    def reload(**keys):
+        d.config.update(keys)
+        d.config_path.write_text(json.dumps(d.config, indent=2) + "\n")
+        seen = len(d.log_records())
+        d.send_signal(signal.SIGHUP)
+        assert lt.wait_for(lambda: any("h2_max_pings" in r.get("msg", "") for r in d.log_records()[seen:]), 10), \
+            lt.tail(d.stderr_text())
+
+    reload(h2_max_pings=10)
+    try:
+        assert not _pings_survive(target, 20)
+        assert _pings_survive(target, 5)
+    finally:
+        reload(h2_max_pings=100)
+    assert _pings_survive(target, 20)
 
 
 @pytest.mark.skipif(os.environ.get("LATCH_H2_ABUSE_UNGUARDED") != "1",
