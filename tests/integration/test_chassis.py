@@ -403,7 +403,7 @@ def test_metrics_exposition(latchd):
     assert metric(t, "latch_workers") == 2
     # every sample line is well-formed
     for line in t.splitlines():
-        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? [0-9.e+-]+', line), line
+        assert line.startswith("#") or re.fullmatch(r'[a-z_][a-z0-9_]*(\{[^}]*\})? [0-9.e+-]+', line), line
 
 
 def test_notify_reaches_every_worker(latchd_factory, pg):
