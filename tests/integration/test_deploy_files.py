@@ -21,13 +21,19 @@ K8S = DEPLOY / "k8s"
 
 KINDS = {
     "ConfigMap": "v1",
-    "Secret": "v1",
     "Service": "v1",
     "Deployment": "apps/v1",
     "PodDisruptionBudget": "policy/v1",
     "Job": "batch/v1",
     "Kustomization": "kustomize.config.k8s.io/v1beta1",
 }
+
+
+def secret_keys(name):
+    """The keys of a Secret made by kustomization.yaml's secretGenerator (files: [key=]path)."""
+    k = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (gen,) = [g for g in k["secretGenerator"] if g["name"] == name]
+    return {f.split("=", 1)[0] if "=" in f else f.rsplit("/", 1)[1] for f in gen["files"]}
 
 
 def manifests():
@@ -98,7 +104,7 @@ def test_deployment_probes_security_and_selectors():
         item = cfg[key].rsplit("/", 1)[1]
         vol = next(v for v in pod["volumes"] if v["name"] == "secrets")
         assert item in {i["path"] for i in vol["secret"]["items"]}
-        assert item in one("Secret", "latch-secrets")["stringData"]
+        assert item in secret_keys("latch-secrets")
     assert "master_key" not in cfg and "database_url" not in cfg  # secrets only by file
 
 
@@ -111,7 +117,7 @@ def test_migration_job_runs_latchctl_migrate_as_the_owner():
     owner = env["LATCH_DATABASE_OWNER_URL_FILE"]
     mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "secrets")
     assert owner == mount + "/database_owner_url"
-    assert "database_owner_url" in one("Secret", "latch-secrets")["stringData"]
+    assert "database_owner_url" in secret_keys("latch-secrets")
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["image"] == one("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
 
