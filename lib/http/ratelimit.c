@@ -132,7 +132,10 @@ struct lt_rl_table {
     size_t nsets;
     uint64_t key[2];
     uint64_t evictions;
+    uint64_t id; /* unique per process: a worker's leases name their table by it */
 };
+
+static uint64_t table_ids;
 
 int lt_rl_limit_set(lt_rl_limit_t *l, double rate, uint32_t burst)
 {
@@ -162,6 +165,7 @@ int lt_rl_table_create(size_t max_entries, lt_rl_table_t **out)
         return LT_ENOMEM;
     }
     memset(t->sets, 0, t->nsets * sizeof(rl_set_t));
+    t->id = __atomic_add_fetch(&table_ids, 1, __ATOMIC_RELAXED);
     *out = t;
     return 0;
 }
@@ -222,7 +226,14 @@ static uint32_t ceil_s(uint64_t ns)
     return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
-static void charge_fp(lt_rl_table_t *t, const lt_rl_limit_t *lim, uint64_t fp, uint64_t now, lt_rl_verdict_t *v)
+/*
+ * Takes up to `want` tokens of bucket `fp` at `now` (0: the clock, read under the lock),
+ * after giving back `refund` tokens of `refund_interval_ns` each that a lease of this key
+ * did not spend. v->granted says how many were taken: all of them when they fit, else as
+ * many as fit (a lease shrinks near the limit), 0 when refused.
+ */
+static void charge_fp(lt_rl_table_t *t, const lt_rl_limit_t *lim, uint64_t fp, uint64_t now, uint32_t want,
+                      uint32_t refund, uint64_t refund_interval_ns, lt_rl_verdict_t *v)
 {
     /* Multiply-shift maps the hash onto any set count without a modulo. */
     rl_set_t *s = &t->sets[(size_t)(((unsigned __int128)fp * t->nsets) >> 64)];
@@ -255,6 +266,11 @@ static void charge_fp(lt_rl_table_t *t, const lt_rl_limit_t *lim, uint64_t fp, u
         __atomic_store_n(&s->fp[slot], fp, __ATOMIC_RELAXED);
         s->tat[slot] = 0;
         s->audited[slot] = 0;
+    } else if (refund > 0 && s->tat[slot] > now) {
+        /* Charges only ever add to tat, so taking the unspent part off is exact, except that
+         * the bucket cannot be fuller than full. */
+        uint64_t back = (uint64_t)refund * refund_interval_ns;
+        s->tat[slot] = s->tat[slot] - now > back ? s->tat[slot] - back : now;
     }
     uint64_t tat = s->tat[slot] > now ? s->tat[slot] : now;
     uint64_t debt = tat - now;
@@ -263,6 +279,7 @@ static void charge_fp(lt_rl_table_t *t, const lt_rl_limit_t *lim, uint64_t fp, u
     if (debt > lim->tolerance_ns) {
         uint32_t sec = (uint32_t)(now / NS_PER_S) + 1;
         v->allowed = 0;
+        v->granted = 0;
         v->remaining = 0;
         v->retry_after = ceil_s(debt - lim->tolerance_ns);
         if (v->retry_after == 0)
@@ -273,14 +290,95 @@ static void charge_fp(lt_rl_table_t *t, const lt_rl_limit_t *lim, uint64_t fp, u
             v->audit = 1;
         }
     } else {
-        s->tat[slot] = tat + lim->interval_ns;
-        debt += lim->interval_ns;
+        /* tokens that fit: the request itself plus what tolerance is left */
+        uint64_t fit = (lim->tolerance_ns - debt) / lim->interval_ns + 1;
+        uint32_t n = want < 1 ? 1 : want;
+        if (n > fit)
+            n = (uint32_t)fit;
+        s->tat[slot] = tat + (uint64_t)n * lim->interval_ns;
+        debt += (uint64_t)n * lim->interval_ns;
         v->allowed = 1;
+        v->granted = n;
         v->remaining = (uint32_t)((lim->tolerance_ns + lim->interval_ns - debt) / lim->interval_ns);
         v->retry_after = 0;
         v->reset = ceil_s(debt);
     }
     set_unlock(s);
+}
+
+/*
+ * Leases. Every worker charging a busy key's bucket in the shared table makes that set's
+ * cache line bounce between cores on every request (a resource server sends all its
+ * introspections from one IP, one client and one tenant: three bounces per request). For a
+ * key that proves busy, a worker instead takes a few tokens at once and spends them locally
+ * for at most LEASE_NS, doubling the lease while it runs dry early and shrinking it to what
+ * was spent when it expires; what a lease did not spend goes back to the bucket with the
+ * next charge of that key. Leased tokens are taken from the shared bucket before they are
+ * spent, so no more than the limit is ever admitted; a lease never exceeds what refills in
+ * LEASE_NS nor an eighth of the burst, so limits below 1000/s or with a burst under 16
+ * never lease and stay exact per request.
+ */
+#define LEASE_NS 2000000ull
+#define LEASE_SLOTS 64
+#define LEASE_MAX 1024u
+
+typedef struct {
+    uint64_t fp, table_id, interval_ns, expires_ns;
+    const lt_rl_limit_t *lim; /* identity only: a reload's new snapshot starts new leases */
+    uint32_t size, left;
+} rl_lease_t;
+
+static _Thread_local rl_lease_t leases[LEASE_SLOTS];
+
+static uint32_t lease_max(const lt_rl_limit_t *lim)
+{
+    uint64_t m = LEASE_NS / lim->interval_ns, by_burst = lim->burst / 8;
+    if (m > by_burst)
+        m = by_burst;
+    return m > LEASE_MAX ? LEASE_MAX : (uint32_t)m;
+}
+
+static void charge_leased(lt_rl_table_t *t, const lt_rl_limit_t *lim, uint64_t fp, uint64_t now_ns,
+                          lt_rl_verdict_t *v)
+{
+    uint32_t max = lease_max(lim);
+    if (max < 2) {
+        charge_fp(t, lim, fp, now_ns, 1, 0, 0, v);
+        return;
+    }
+    rl_lease_t *l = &leases[fp % LEASE_SLOTS];
+    uint64_t now = now_ns != 0 ? now_ns : lt_monotonic_ns();
+    int same = l->fp == fp && l->table_id == t->id && l->lim == lim;
+    if (same && l->left > 0 && now < l->expires_ns) {
+        l->left--;
+        memset(v, 0, sizeof(*v));
+        v->allowed = 1;
+        v->granted = 1;
+        v->limit = lim->burst;
+        v->remaining = l->left; /* at least: the lease's own */
+        return;
+    }
+    uint32_t want = 1, refund = 0;
+    if (same) {
+        uint32_t spent = l->size - l->left;
+        want = now < l->expires_ns ? l->size * 2 : spent; /* ran dry early, or its demand */
+        want = want < 1 ? 1 : want > max ? max : want;
+        refund = l->left;
+    } else if (l->left > 0 && l->table_id == t->id) {
+        /* another key shares the slot: give its rest back first (rare) */
+        rl_set_t *s = &t->sets[(size_t)(((unsigned __int128)l->fp * t->nsets) >> 64)];
+        set_lock(s);
+        for (int w = 0; w < WAYS; w++) {
+            if (s->fp[w] == l->fp && s->tat[w] > now) {
+                uint64_t back = (uint64_t)l->left * l->interval_ns;
+                s->tat[w] = s->tat[w] - now > back ? s->tat[w] - back : now;
+            }
+        }
+        set_unlock(s);
+    }
+    charge_fp(t, lim, fp, now_ns, want, refund, l->interval_ns, v);
+    *l = (rl_lease_t){.fp = fp, .table_id = t->id, .interval_ns = lim->interval_ns, .expires_ns = now + LEASE_NS,
+                      .lim = lim, .size = v->granted, .left = v->granted > 0 ? v->granted - 1 : 0};
 }
 
 static uint64_t key_fp(const lt_rl_table_t *t, uint64_t prefix, const void *key, size_t keylen)
@@ -292,7 +390,13 @@ static uint64_t key_fp(const lt_rl_table_t *t, uint64_t prefix, const void *key,
 void lt_rl_table_charge(lt_rl_table_t *t, const lt_rl_limit_t *lim, const void *key, size_t keylen, uint64_t now_ns,
                         lt_rl_verdict_t *v)
 {
-    charge_fp(t, lim, key_fp(t, 0, key, keylen), now_ns, v);
+    charge_fp(t, lim, key_fp(t, 0, key, keylen), now_ns, 1, 0, 0, v);
+}
+
+void lt_rl_table_charge_leased(lt_rl_table_t *t, const lt_rl_limit_t *lim, const void *key, size_t keylen,
+                               uint64_t now_ns, lt_rl_verdict_t *v)
+{
+    charge_leased(t, lim, key_fp(t, 0, key, keylen), now_ns, v);
 }
 
 /* ---- addresses ------------------------------------------------------------------------- */
@@ -860,7 +964,7 @@ int lt_http_ratelimit(lt_req_t *r, lt_rl_kind_t kind, const char *id, size_t idl
     if (kind == LT_RL_IP) /* the same bucket as the server's charge: the address, not its spelling */
         return lt__http_rl_charge_ip(r);
     lt_rl_verdict_t v;
-    charge_fp(rl->table, lim, key_fp(rl->table, (uint64_t)g << 8 | (uint64_t)kind, id, idlen), 0, &v);
+    charge_leased(rl->table, lim, key_fp(rl->table, (uint64_t)g << 8 | (uint64_t)kind, id, idlen), 0, &v);
     if (v.allowed)
         return 0;
     tripped(rl, r, g, kind, lim, id, idlen, &v);
@@ -880,7 +984,7 @@ int lt__http_rl_charge_ip(lt_req_t *r)
     size_t n = a.family == AF_INET ? 4 : 8;
     lt_rl_verdict_t v;
     uint64_t prefix = (uint64_t)g << 8 | (uint64_t)LT_RL_IP | (uint64_t)(a.family == AF_INET ? 4 : 6) << 16;
-    charge_fp(rl->table, lim, key_fp(rl->table, prefix, a.bytes, n), 0, &v);
+    charge_leased(rl->table, lim, key_fp(rl->table, prefix, a.bytes, n), 0, &v);
     if (v.allowed)
         return 0;
     tripped(rl, r, g, LT_RL_IP, lim, NULL, 0, &v);

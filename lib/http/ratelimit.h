@@ -23,7 +23,10 @@
  * behind its own spinlock held for a few dozen instructions): memory is fixed at
  * `max_entries`, a lookup touches one or two cache lines, and a full set evicts an idle
  * bucket first, else the one closest to full, so spraying keys cannot grow memory.
- * IPv6 clients are keyed by their /64 (one host owns a whole /64).
+ * IPv6 clients are keyed by their /64 (one host owns a whole /64). A worker charges a busy
+ * key of a fast limit (1000/s or more, burst 16 or more) through a short lease of tokens
+ * taken from the shared bucket at once (ratelimit.c, Leases), so the hot paths do not bounce
+ * a shared cache line per request; slower limits are charged exactly, request by request.
  *
  * Configuration (config keys rate_limits and trusted_proxies, both reloadable) is an
  * immutable snapshot swapped atomically; replaced snapshots are kept until the server is
@@ -148,6 +151,7 @@ typedef struct lt_rl_verdict {
     uint32_t remaining;   /* RateLimit-Remaining: whole tokens left */
     uint32_t reset;       /* RateLimit-Reset: seconds until the bucket is full (0: it is) */
     uint32_t retry_after; /* when refused: seconds until one token is back, >= 1 */
+    uint32_t granted;     /* tokens taken from the bucket (a lease takes several), 0 = refused */
     int audit;            /* refused, and this key was not sampled in the last minute */
 } lt_rl_verdict_t;
 
@@ -169,6 +173,15 @@ uint64_t lt_rl_table_evictions(const lt_rl_table_t *t);
  */
 void lt_rl_table_charge(lt_rl_table_t *t, const lt_rl_limit_t *lim, const void *key, size_t keylen, uint64_t now_ns,
                         lt_rl_verdict_t *v);
+
+/**
+ * The workers' charge: as lt_rl_table_charge, through the calling thread's leases (see
+ * ratelimit.c) for limits fast enough to lease, so a busy key's bucket is touched once per
+ * lease instead of once per request. On a leased admission only `allowed`, `granted` and
+ * `limit` are meaningful.
+ */
+void lt_rl_table_charge_leased(lt_rl_table_t *t, const lt_rl_limit_t *lim, const void *key, size_t keylen,
+                               uint64_t now_ns, lt_rl_verdict_t *v);
 
 /* ---- client addresses (pure; exposed for tests) ---------------------------------------- */
 

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include "http/ratelimit.h"
@@ -205,6 +206,127 @@ static void test_audit_sampling(void **state)
     lt_rl_table_destroy(&t);
 }
 
+static void charge_leased(lt_rl_table_t *t, const lt_rl_limit_t *l, const char *key, uint64_t now, lt_rl_verdict_t *v)
+{
+    lt_rl_table_charge_leased(t, l, key, strlen(key), now, v);
+}
+
+/* A limit too slow or too small to lease is charged exactly as without leases. */
+static void test_lease_exact_for_slow_limits(void **state)
+{
+    (void)state;
+    lt_rl_table_t *t;
+    lt_rl_limit_t l;
+    lt_rl_verdict_t v;
+    assert_int_equal(lt_rl_table_create(1000, &t), 0);
+    assert_int_equal(lt_rl_limit_set(&l, 999, 100000), 0); /* under 1000/s */
+    for (int i = 0; i < 100; i++) {
+        charge_leased(t, &l, "a", T0, &v);
+        assert_true(v.allowed);
+        assert_int_equal(v.granted, 1);
+        assert_int_equal(v.remaining, 99999 - i);
+    }
+    assert_int_equal(lt_rl_limit_set(&l, 1e6, 15), 0); /* burst under 16 */
+    for (int i = 0; i < 15; i++) {
+        charge_leased(t, &l, "b", T0, &v);
+        assert_true(v.allowed);
+        assert_int_equal(v.granted, 1);
+    }
+    charge_leased(t, &l, "b", T0, &v);
+    assert_false(v.allowed);
+    lt_rl_table_destroy(&t);
+}
+
+/* Leases grow for a busy key but never admit more than the burst at one instant. */
+static void test_lease_never_exceeds(void **state)
+{
+    (void)state;
+    lt_rl_table_t *t;
+    lt_rl_limit_t l;
+    lt_rl_verdict_t v;
+    uint32_t allowed = 0, biggest = 0;
+    assert_int_equal(lt_rl_table_create(1000, &t), 0);
+    assert_int_equal(lt_rl_limit_set(&l, 1e6, 100000), 0);
+    for (int i = 0; i < 200000; i++) {
+        charge_leased(t, &l, "busy", T0, &v);
+        if (v.allowed)
+            allowed++;
+        if (v.granted > biggest)
+            biggest = v.granted;
+    }
+    assert_int_equal(allowed, 100000);
+    assert_int_equal(biggest, 1024); /* LEASE_MAX: the lease grew to its cap */
+    /* the shared bucket agrees: nothing left */
+    charge(t, &l, "busy", T0, &v);
+    assert_false(v.allowed);
+    lt_rl_table_destroy(&t);
+}
+
+/* What an expired lease did not spend goes back to the bucket with the key's next charge. */
+static void test_lease_refund(void **state)
+{
+    (void)state;
+    lt_rl_table_t *t;
+    lt_rl_limit_t l;
+    lt_rl_verdict_t v;
+    const uint64_t T1 = T0 + 2000000 + 1; /* just past the 2 ms a lease lives */
+    assert_int_equal(lt_rl_table_create(1000, &t), 0);
+    assert_int_equal(lt_rl_limit_set(&l, 1e4, 100000), 0); /* interval 100 us, leases up to 20 */
+    /* 25 requests at T0: leases of 1, 2, 4, 8 and 16, 10 of the last spent, 6 not */
+    for (int i = 0; i < 25; i++) {
+        charge_leased(t, &l, "k", T0, &v);
+        assert_true(v.allowed);
+    }
+    assert_int_equal(v.granted, 1);
+    /* expired: 6 back, a new lease of what was spent (10) */
+    charge_leased(t, &l, "k", T1, &v);
+    assert_true(v.allowed);
+    assert_int_equal(v.granted, 10);
+    /* debt at T1: 31 taken - 6 back + 10 = 35 tokens of 100 us, less the 2 ms refilled; one
+     * more exact charge: 16 tokens of debt, tolerance is 100000 */
+    charge(t, &l, "k", T1, &v);
+    assert_true(v.allowed);
+    assert_int_equal(v.remaining, 100000 - 16);
+    lt_rl_table_destroy(&t);
+}
+
+typedef struct {
+    lt_rl_table_t *t;
+    const lt_rl_limit_t *l;
+    uint32_t allowed;
+} lease_worker_t;
+
+static void *lease_worker(void *arg)
+{
+    lease_worker_t *w = arg;
+    lt_rl_verdict_t v;
+    for (int i = 0; i < 150000; i++) {
+        charge_leased(w->t, w->l, "shared", T0, &v);
+        w->allowed += v.allowed != 0;
+    }
+    return NULL;
+}
+
+/* Two threads with leases of their own on one key share one burst, to the token. */
+static void test_lease_two_threads(void **state)
+{
+    (void)state;
+    lt_rl_table_t *t;
+    lt_rl_limit_t l;
+    pthread_t th[2];
+    lease_worker_t w[2];
+    assert_int_equal(lt_rl_table_create(1000, &t), 0);
+    assert_int_equal(lt_rl_limit_set(&l, 1e6, 200000), 0);
+    for (int i = 0; i < 2; i++) {
+        w[i] = (lease_worker_t){.t = t, .l = &l};
+        assert_int_equal(pthread_create(&th[i], NULL, lease_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(w[0].allowed + w[1].allowed, 200000);
+    lt_rl_table_destroy(&t);
+}
+
 static void test_classify(void **state)
 {
     (void)state;
@@ -363,6 +485,8 @@ int main(void)
         cmocka_unit_test(test_retry_after),      cmocka_unit_test(test_cap_and_eviction),
         cmocka_unit_test(test_audit_sampling),   cmocka_unit_test(test_classify),
         cmocka_unit_test(test_config_parse),     cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_lease_exact_for_slow_limits), cmocka_unit_test(test_lease_never_exceeds),
+        cmocka_unit_test(test_lease_refund),     cmocka_unit_test(test_lease_two_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
