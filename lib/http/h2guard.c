@@ -157,6 +157,27 @@ static int over(uint32_t est, int limit, uint64_t allowance)
     return limit > 0 && (uint64_t)est > (uint64_t)limit + allowance;
 }
 
+static void turn_roll(lt_h2guard_frames_t *f, uint64_t turn)
+{
+    if (f->turn != turn) {
+        f->turn = turn;
+        f->turn_streams = 0;
+        f->turn_resets = 0;
+    }
+}
+
+/*
+ * More streams opened in one turn than h2o lets be open twice over, at least half of them
+ * reset in that turn: the reset loop of CVE-2023-44487 as it arrives in one read. A client
+ * that pipelines HEADERS beyond the concurrency limit without resetting is not this (h2o
+ * queues those and stops reading; if it never reads the answers, the stall sweep ends it).
+ */
+static int turn_flood(const lt_h2guard_frames_t *f, const lt_h2guard_limits_t *lim)
+{
+    return lim->max_streams_per_turn > 0 && f->turn_streams > (uint32_t)lim->max_streams_per_turn &&
+           f->turn_resets >= f->turn_streams / 2;
+}
+
 lt_h2guard_reason_t lt_h2guard_account(lt_h2guard_frames_t *f, const lt_h2guard_limits_t *lim, const uint8_t *frame,
                                        size_t len, uint64_t now_ms, uint64_t turn)
 {
@@ -177,18 +198,19 @@ lt_h2guard_reason_t lt_h2guard_account(lt_h2guard_frames_t *f, const lt_h2guard_
             c = LT_H2G_C_CONTROL;
         break;
     case 1: /* HEADERS */
-        if (f->turn != turn) {
-            f->turn = turn;
-            f->turn_streams = 0;
-        }
+        turn_roll(f, turn);
         f->turn_streams++;
-        if (lim->max_streams_per_turn > 0 && f->turn_streams > (uint32_t)lim->max_streams_per_turn)
+        if (turn_flood(f, lim))
             return LT_H2G_RAPID_RESET;
         c = LT_H2G_C_REQUESTS;
         if (flen == 0 && !(flags & 0x4)) /* empty, more to come: nothing but a cost */
             f->cur[LT_H2G_C_CONTROL]++;
         break;
     case 3: /* RST_STREAM */
+        turn_roll(f, turn);
+        f->turn_resets++;
+        if (turn_flood(f, lim))
+            return LT_H2G_RAPID_RESET;
         c = LT_H2G_C_RESETS;
         break;
     case 4: /* SETTINGS */

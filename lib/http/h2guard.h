@@ -27,8 +27,9 @@
  *
  * Budgets (lt_h2guard_limits_t; config keys h2_*, reloadable): per connection, over a
  * sliding window of `window_ms`:
- *   - streams opened in one loop turn: more than twice SETTINGS_MAX_CONCURRENT_STREAMS is
- *     only possible by resetting streams (h2o refuses the excess otherwise): rapid_reset;
+ *   - streams opened in one loop turn: more than twice SETTINGS_MAX_CONCURRENT_STREAMS with
+ *     at least half of them reset in the same turn: rapid_reset (a client pipelining past
+ *     the concurrency limit without resets is left to h2o's queue and the stall sweep);
  *   - RST_STREAM frames: more than max_resets + half the requests: rapid_reset (a proxy
  *     that cancels some requests stays far below; a reset loop resets every stream);
  *   - PING and SETTINGS frames (not ACKs): more than max_pings / max_settings;
@@ -95,6 +96,7 @@ typedef struct lt_h2guard_frames {
     uint32_t prev[LT_H2G_COUNTERS];
     uint64_t turn;         /* the loop turn turn_streams counts */
     uint32_t turn_streams; /* HEADERS frames opening a stream in that turn */
+    uint32_t turn_resets;  /* RST_STREAM frames in that turn */
 } lt_h2guard_frames_t;
 
 /* The defaults of the config keys (window 10 s, 200 resets, 100 PINGs, 100 SETTINGS, 1000

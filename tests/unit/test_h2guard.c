@@ -93,6 +93,26 @@ static void test_rapid_reset_in_one_read(void **state)
     assert_int_equal(streams, 201); /* the 201st stream of the turn */
 }
 
+/* HEADERS pipelined past the concurrency limit without resets (h2o queues them) are not a
+ * reset flood; the same batch reset in the same turn is, once half of it is reset. */
+static void test_pipelined_streams_without_resets(void **state)
+{
+    (void)state;
+    lt_h2guard_limits_t lim;
+    lt_h2guard_limits_default(&lim);
+    lt_h2guard_frames_t f = {0};
+    for (uint32_t i = 0; i < 300; i++)
+        assert_int_equal(request(&f, &lim, 1 + 2 * i, 1000, 7), LT_H2G_OK);
+    lt_h2guard_reason_t r = LT_H2G_OK;
+    uint32_t resets = 0;
+    while (r == LT_H2G_OK && resets < 300) {
+        r = reset(&f, &lim, 1 + 2 * resets, 1000, 7);
+        resets++;
+    }
+    assert_int_equal(r, LT_H2G_RAPID_RESET);
+    assert_int_equal(resets, 150);
+}
+
 /* The same attack paced to one stream per loop turn: the reset budget catches it. */
 static void test_rapid_reset_one_stream_per_turn(void **state)
 {
@@ -252,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_rapid_reset_in_one_read),
+        cmocka_unit_test(test_pipelined_streams_without_resets),
         cmocka_unit_test(test_rapid_reset_one_stream_per_turn),
         cmocka_unit_test(test_busy_client_with_some_cancels_is_fine),
         cmocka_unit_test(test_ping_flood),
