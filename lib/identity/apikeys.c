@@ -2,11 +2,8 @@
  * apikeys.c: API key format, snapshots of the live keys, verification, and the statements
  * of the API surfaces (see apikeys.h; the SQL is sql/0013_api_keys.sql).
  *
- * A snapshot is built once and never changed, laid out like the clients snapshot: one block
- * of lt_apikey_t, an open-addressing table of indexes into it (linear probing, at most half
- * full), pointer arrays for the NULL-terminated scope and role lists, and one arena with
- * every string. Key ids are random and chosen by us, so the table needs no defence against
- * chosen collisions; a lookup of an attacker's string only probes.
+ * A snapshot is an lt_snap_t (snapshot.h) of lt_apikey_t indexed by key id, the scope and
+ * role lists and every string in its arena.
  *
  * Threading: snapshots and the pure helpers are safe anywhere; lt_apikeys_load blocks.
  */
@@ -14,8 +11,11 @@
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "identity/snapshot.h"
 
 #define ID_RANDOM_BYTES 10     /* 80 bits -> 16 base32 characters */
 #define SECRET_RANDOM_BYTES 32 /* 256 bits -> 43 base64url characters */
@@ -23,13 +23,7 @@
 static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 
 struct lt_apikeys {
-    int refs;
-    size_t n;
-    size_t cap;         /* slots: a power of two >= 2n */
-    lt_apikey_t *keys;  /* n */
-    uint32_t *slots;    /* index + 1 into keys, 0 = empty */
-    const char **ptrs;  /* the NULL-terminated lists */
-    char *arena;        /* every string */
+    lt_snap_t s; /* of lt_apikey_t by key_id */
 };
 
 /* ---- format ------------------------------------------------------------------------------ */
@@ -129,48 +123,17 @@ int lt_apikey_role_ok(const char *s)
 
 /* ---- snapshots ------------------------------------------------------------------------------ */
 
-static uint64_t hash_id(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void keys_free(lt_apikeys_t *ks)
 {
-    if (ks == NULL)
-        return;
-    if (ks->keys != NULL) /* the hashes are secret-derived: no copies left behind */
-        lt_wipe(ks->keys, ks->n * sizeof(*ks->keys));
-    free(ks->keys);
-    free(ks->slots);
-    free(ks->ptrs);
-    free(ks->arena);
-    free(ks);
+    lt_snap_free((lt_snap_t *)ks);
 }
 
 static int keys_alloc(size_t n, size_t nptrs, size_t bytes, lt_apikeys_t **out)
 {
-    lt_apikeys_t *ks = calloc(1, sizeof(*ks));
-    if (ks == NULL)
-        return LT_ENOMEM;
-    ks->refs = 1;
-    ks->cap = 8;
-    while (ks->cap < 2 * n)
-        ks->cap *= 2;
-    ks->keys = calloc(n > 0 ? n : 1, sizeof(*ks->keys));
-    ks->slots = calloc(ks->cap, sizeof(*ks->slots));
-    ks->ptrs = calloc(nptrs > 0 ? nptrs : 1, sizeof(*ks->ptrs));
-    ks->arena = malloc(bytes > 0 ? bytes : 1);
-    if (ks->keys == NULL || ks->slots == NULL || ks->ptrs == NULL || ks->arena == NULL) {
-        keys_free(ks);
-        return LT_ENOMEM;
-    }
-    *out = ks;
-    return 0;
+    lt_snap_t *s;
+    int ret = lt_snap_new(sizeof(lt_apikeys_t), n, sizeof(lt_apikey_t), offsetof(lt_apikey_t, key_id), nptrs, bytes, &s);
+    *out = (lt_apikeys_t *)s;
+    return ret;
 }
 
 int lt_apikeys_empty(lt_apikeys_t **out)
@@ -180,35 +143,23 @@ int lt_apikeys_empty(lt_apikeys_t **out)
 
 lt_apikeys_t *lt_apikeys_ref(lt_apikeys_t *ks)
 {
-    if (ks != NULL)
-        __atomic_add_fetch(&ks->refs, 1, __ATOMIC_RELAXED);
+    lt_snap_ref((lt_snap_t *)ks);
     return ks;
 }
 
 void lt_apikeys_unref(lt_apikeys_t *ks)
 {
-    if (ks != NULL && __atomic_sub_fetch(&ks->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        keys_free(ks);
+    lt_snap_unref((lt_snap_t *)ks);
 }
 
 size_t lt_apikeys_count(const lt_apikeys_t *ks)
 {
-    return ks != NULL ? ks->n : 0;
+    return lt_snap_count((const lt_snap_t *)ks);
 }
 
 const lt_apikey_t *lt_apikeys_find(const lt_apikeys_t *ks, const char *key_id, size_t n)
 {
-    if (ks == NULL || key_id == NULL || n != LT_APIKEY_ID_LEN || ks->n == 0)
-        return NULL;
-    size_t mask = ks->cap - 1;
-    for (size_t i = (size_t)hash_id(key_id, n) & mask;; i = (i + 1) & mask) {
-        uint32_t slot = ks->slots[i];
-        if (slot == 0)
-            return NULL;
-        const lt_apikey_t *k = &ks->keys[slot - 1];
-        if (memcmp(k->key_id, key_id, n) == 0)
-            return k;
-    }
+    return n == LT_APIKEY_ID_LEN ? lt_snap_find((const lt_snap_t *)ks, key_id, n) : NULL;
 }
 
 int lt_apikeys_verify(const lt_apikeys_t *ks, const char *s, size_t n, int64_t now, const lt_apikey_t **out)
@@ -257,50 +208,6 @@ const char lt_apikeys_load_sql[] =
     "AND (k.owner_user_id IS NULL OR u.status = 'active') AND (k.owner_client_id IS NULL OR c.id IS NOT NULL)";
 enum { COL_KEY_ID, COL_ID, COL_TENANT, COL_OWNER_KIND, COL_OWNER, COL_SCOPES, COL_ROLES, COL_EXP, COL_CREATED, COL_HASH, NCOLS };
 
-static size_t words(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p != '\0';) {
-        p += strspn(p, " ");
-        if (*p == '\0')
-            break;
-        n++;
-        p += strcspn(p, " ");
-    }
-    return n;
-}
-
-typedef struct {
-    char *at;
-} arena_t;
-
-static const char *arena_put(arena_t *a, const char *s, size_t n)
-{
-    char *p = a->at;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    a->at += n + 1;
-    return p;
-}
-
-static const char *const *split_list(arena_t *a, const char ***pp, const char *s)
-{
-    const char **list = *pp;
-    size_t k = 0;
-    for (const char *p = s; *p != '\0';) {
-        p += strspn(p, " ");
-        if (*p == '\0')
-            break;
-        size_t n = strcspn(p, " ");
-        list[k++] = arena_put(a, p, n);
-        p += n;
-    }
-    list[k] = NULL;
-    *pp = list + k + 1;
-    return list;
-}
-
-/* A decimal int64 (optional '-'), or -1 for anything else. */
 static int parse_i64(const char *s, int64_t *out)
 {
     char *end;
@@ -333,24 +240,25 @@ int lt_apikeys_from_result(const struct pg_result *res, lt_apikeys_t **out)
         }
         if (PQgetlength(r, (int)i, COL_KEY_ID) != LT_APIKEY_ID_LEN || PQgetlength(r, (int)i, COL_HASH) != 64)
             return LT_EINVAL;
-        nptrs += words(PQgetvalue(r, (int)i, COL_SCOPES)) + words(PQgetvalue(r, (int)i, COL_ROLES)) + 2;
+        nptrs += lt_snap_words(PQgetvalue(r, (int)i, COL_SCOPES)) + 1;
+        nptrs += lt_snap_words(PQgetvalue(r, (int)i, COL_ROLES)) + 1;
     }
     if ((ret = keys_alloc(n, nptrs, bytes, &ks)) != 0)
         return ret;
-    arena_t a = {ks->arena};
-    const char **pp = ks->ptrs;
+    lt_snap_t *s = &ks->s;
     for (size_t i = 0; i < n; i++) {
-        lt_apikey_t *k = &ks->keys[i];
+        lt_apikey_t *k = &((lt_apikey_t *)s->items)[i];
         int row = (int)i;
-#define PUT(col) arena_put(&a, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col))
+        s->n = i + 1; /* counted before a failure too, so the wipe covers this key */
+#define PUT(col) lt_snap_put(s, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col))
         k->key_id = PUT(COL_KEY_ID);
         k->uuid = PUT(COL_ID);
         k->tenant_id = PUT(COL_TENANT);
         k->owner_is_client = PQgetvalue(r, row, COL_OWNER_KIND)[0] == 'c';
         k->owner_id = PUT(COL_OWNER);
 #undef PUT
-        k->scopes = split_list(&a, &pp, PQgetvalue(r, row, COL_SCOPES));
-        k->roles = split_list(&a, &pp, PQgetvalue(r, row, COL_ROLES));
+        k->scopes = lt_snap_list(s, PQgetvalue(r, row, COL_SCOPES));
+        k->roles = lt_snap_list(s, PQgetvalue(r, row, COL_ROLES));
         const char *hex = PQgetvalue(r, row, COL_HASH);
         int bad = parse_i64(PQgetvalue(r, row, COL_EXP), &k->expires_at) != 0 ||
                   parse_i64(PQgetvalue(r, row, COL_CREATED), &k->created_at) != 0;
@@ -359,17 +267,10 @@ int lt_apikeys_from_result(const struct pg_result *res, lt_apikeys_t **out)
             bad = hi < 0 || lo < 0;
             k->secret_hash[b] = (uint8_t)(hi << 4 | lo);
         }
-        size_t mask = ks->cap - 1, s = (size_t)hash_id(k->key_id, LT_APIKEY_ID_LEN) & mask;
-        while (!bad && ks->slots[s] != 0) {
-            bad = strcmp(ks->keys[ks->slots[s] - 1].key_id, k->key_id) == 0; /* UNIQUE in the table */
-            s = (s + 1) & mask;
-        }
-        ks->n = i + 1; /* counted before a failure too, so the wipe covers this key */
-        if (bad) {
+        if (bad || lt_snap_index(s, i) != 0) {
             keys_free(ks);
             return LT_EINVAL;
         }
-        ks->slots[s] = (uint32_t)i + 1;
     }
     *out = ks;
     return 0;

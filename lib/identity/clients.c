@@ -3,12 +3,8 @@
  * admin surface and the blocking administration for latchctl (see clients.h; the SQL is
  * sql/0008_clients.sql).
  *
- * A snapshot is built once and never changed: one block of lt_client_t, an open-addressing
- * table of indexes into it (linear probing, at most half full), pointer arrays for the
- * NULL-terminated scope and permission lists, and one arena with every string. Readers on
- * any thread share it through an atomic reference count; the holder swaps whole snapshots.
- * Client ids are random and chosen by us, so the table needs no defence against chosen
- * collisions; a lookup of an attacker's string only probes.
+ * A snapshot is an lt_snap_t (snapshot.h) of lt_client_t indexed by client_id, the scope
+ * and permission lists and every string in its arena; the holder swaps whole snapshots.
  *
  * Threading: snapshots and the pure helpers are safe anywhere; the holder locks; the
  * *_load and lt_clients_admin_* functions block (control thread, latchctl).
@@ -17,69 +13,33 @@
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "identity/admin.h"
+#include "identity/snapshot.h"
 
 #define ID_RANDOM_BYTES 16     /* 128 bits -> 22 base64url characters */
 #define SECRET_RANDOM_BYTES 32 /* 256 bits -> 43 base64url characters */
 
 struct lt_clients {
-    int refs;
-    size_t n;
-    size_t cap;             /* slots: a power of two >= 2n */
-    lt_client_t *clients;   /* n */
-    uint32_t *slots;        /* index + 1 into clients, 0 = empty */
-    const char **ptrs;      /* the NULL-terminated lists */
-    char *arena;            /* every string */
+    lt_snap_t s; /* of lt_client_t by client_id */
 };
 
 /* ---- snapshots ------------------------------------------------------------------------- */
 
-static uint64_t hash_id(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void clients_free(lt_clients_t *cs)
 {
-    if (cs == NULL)
-        return;
-    if (cs->clients != NULL) /* the hashes are secret-derived: no copies left behind */
-        lt_wipe(cs->clients, cs->n * sizeof(*cs->clients));
-    free(cs->clients);
-    free(cs->slots);
-    free(cs->ptrs);
-    free(cs->arena);
-    free(cs);
+    lt_snap_free((lt_snap_t *)cs);
 }
 
-/* A snapshot with room for n clients, `nptrs` list pointers and `bytes` of strings. */
 static int clients_alloc(size_t n, size_t nptrs, size_t bytes, lt_clients_t **out)
 {
-    lt_clients_t *cs = calloc(1, sizeof(*cs));
-    if (cs == NULL)
-        return LT_ENOMEM;
-    cs->refs = 1;
-    cs->cap = 8;
-    while (cs->cap < 2 * n)
-        cs->cap *= 2;
-    cs->clients = calloc(n > 0 ? n : 1, sizeof(*cs->clients));
-    cs->slots = calloc(cs->cap, sizeof(*cs->slots));
-    cs->ptrs = calloc(nptrs > 0 ? nptrs : 1, sizeof(*cs->ptrs));
-    cs->arena = malloc(bytes > 0 ? bytes : 1);
-    if (cs->clients == NULL || cs->slots == NULL || cs->ptrs == NULL || cs->arena == NULL) {
-        clients_free(cs);
-        return LT_ENOMEM;
-    }
-    *out = cs;
-    return 0;
+    lt_snap_t *s;
+    int ret = lt_snap_new(sizeof(lt_clients_t), n, sizeof(lt_client_t), offsetof(lt_client_t, id), nptrs, bytes, &s);
+    *out = (lt_clients_t *)s;
+    return ret;
 }
 
 int lt_clients_empty(lt_clients_t **out)
@@ -89,35 +49,23 @@ int lt_clients_empty(lt_clients_t **out)
 
 lt_clients_t *lt_clients_ref(lt_clients_t *cs)
 {
-    if (cs != NULL)
-        __atomic_add_fetch(&cs->refs, 1, __ATOMIC_RELAXED);
+    lt_snap_ref((lt_snap_t *)cs);
     return cs;
 }
 
 void lt_clients_unref(lt_clients_t *cs)
 {
-    if (cs != NULL && __atomic_sub_fetch(&cs->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        clients_free(cs);
+    lt_snap_unref((lt_snap_t *)cs);
 }
 
 size_t lt_clients_count(const lt_clients_t *cs)
 {
-    return cs != NULL ? cs->n : 0;
+    return lt_snap_count((const lt_snap_t *)cs);
 }
 
 const lt_client_t *lt_clients_find(const lt_clients_t *cs, const char *client_id, size_t n)
 {
-    if (cs == NULL || client_id == NULL || n != LT_CLIENT_ID_LEN || cs->n == 0)
-        return NULL;
-    size_t mask = cs->cap - 1;
-    for (size_t i = (size_t)hash_id(client_id, n) & mask;; i = (i + 1) & mask) {
-        uint32_t slot = cs->slots[i];
-        if (slot == 0)
-            return NULL;
-        const lt_client_t *c = &cs->clients[slot - 1];
-        if (memcmp(c->id, client_id, n) == 0 && c->id[n] == '\0')
-            return c;
-    }
+    return n == LT_CLIENT_ID_LEN ? lt_snap_find((const lt_snap_t *)cs, client_id, n) : NULL;
 }
 
 /* ---- secrets and credentials --------------------------------------------------------- */
@@ -299,51 +247,6 @@ enum { COL_SIGNING_KEY = NCOLS, COL_SIGNING_REQUIRED, NCOLS_SIGNING };
 #define SIGNING_PREFIX "lsk_"
 #define SIGNING_AAD "client_signing_key:"
 
-/* Words of a space-separated list. */
-static size_t words(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p != '\0';) {
-        p += strspn(p, " ");
-        if (*p == '\0')
-            break;
-        n++;
-        p += strcspn(p, " ");
-    }
-    return n;
-}
-
-typedef struct {
-    char *at;
-} arena_t;
-
-static const char *arena_put(arena_t *a, const char *s, size_t n)
-{
-    char *p = a->at;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    a->at += n + 1;
-    return p;
-}
-
-/* Splits a space-separated list into the arena and *pp (NULL-terminated). */
-static const char *const *split_list(arena_t *a, const char ***pp, const char *s)
-{
-    const char **list = *pp;
-    size_t k = 0;
-    for (const char *p = s; *p != '\0';) {
-        p += strspn(p, " ");
-        if (*p == '\0')
-            break;
-        size_t n = strcspn(p, " ");
-        list[k++] = arena_put(a, p, n);
-        p += n;
-    }
-    list[k] = NULL;
-    *pp = list + k + 1;
-    return list;
-}
-
 static int hex_nibble(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
@@ -402,21 +305,24 @@ int lt_clients_from_result_keyed(const struct pg_result *res, const lt_seal_key_
         }
         if (PQgetlength(r, (int)i, COL_CLIENT_ID) != LT_CLIENT_ID_LEN || PQgetlength(r, (int)i, COL_HASH) != 64)
             return LT_EINVAL;
-        nptrs += words(PQgetvalue(r, (int)i, COL_SCOPES)) + words(PQgetvalue(r, (int)i, COL_PERMS)) + 2;
+        nptrs += lt_snap_words(PQgetvalue(r, (int)i, COL_SCOPES)) + 1;
+        nptrs += lt_snap_words(PQgetvalue(r, (int)i, COL_PERMS)) + 1;
     }
     if ((ret = clients_alloc(n, nptrs, bytes, &cs)) != 0)
         return ret;
-    arena_t a = {cs->arena};
-    const char **pp = cs->ptrs;
+    lt_snap_t *s = &cs->s;
     for (size_t i = 0; i < n; i++) {
-        lt_client_t *c = &cs->clients[i];
+        lt_client_t *c = &((lt_client_t *)s->items)[i];
         int row = (int)i;
-        c->id = arena_put(&a, PQgetvalue(r, row, COL_CLIENT_ID), LT_CLIENT_ID_LEN);
-        c->uuid = arena_put(&a, PQgetvalue(r, row, COL_ID), (size_t)PQgetlength(r, row, COL_ID));
-        c->tenant_id = arena_put(&a, PQgetvalue(r, row, COL_TENANT), (size_t)PQgetlength(r, row, COL_TENANT));
-        c->name = arena_put(&a, PQgetvalue(r, row, COL_NAME), (size_t)PQgetlength(r, row, COL_NAME));
-        c->scopes = split_list(&a, &pp, PQgetvalue(r, row, COL_SCOPES));
-        c->permissions = split_list(&a, &pp, PQgetvalue(r, row, COL_PERMS));
+        s->n = i + 1; /* counted before a failure too, so the wipe covers this client */
+#define PUT(col) lt_snap_put(s, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col))
+        c->id = PUT(COL_CLIENT_ID);
+        c->uuid = PUT(COL_ID);
+        c->tenant_id = PUT(COL_TENANT);
+        c->name = PUT(COL_NAME);
+#undef PUT
+        c->scopes = lt_snap_list(s, PQgetvalue(r, row, COL_SCOPES));
+        c->permissions = lt_snap_list(s, PQgetvalue(r, row, COL_PERMS));
         const char *g = PQgetvalue(r, row, COL_GRANTS);
         for (const char *p = g; *p != '\0';) {
             p += strspn(p, " ");
@@ -450,16 +356,10 @@ int lt_clients_from_result_keyed(const struct pg_result *res, const lt_seal_key_
                 lt_log(LT_LOG_WARN, "clients", "client %s: its signing key does not open (%s); its signed requests "
                        "fail", c->id, lt_strerror(sret));
         }
-        size_t mask = cs->cap - 1, k = (size_t)hash_id(c->id, LT_CLIENT_ID_LEN) & mask;
-        while (cs->slots[k] != 0) {
-            if (strcmp(cs->clients[cs->slots[k] - 1].id, c->id) == 0) { /* UNIQUE in the table */
-                clients_free(cs);
-                return LT_EINVAL;
-            }
-            k = (k + 1) & mask;
+        if (lt_snap_index(s, i) != 0) {
+            clients_free(cs);
+            return LT_EINVAL;
         }
-        cs->slots[k] = (uint32_t)i + 1;
-        cs->n = i + 1;
     }
     *out = cs;
     return 0;
