@@ -336,6 +336,63 @@ def http1_client(base_url="", cert=None, **kw):
     return _client(base_url, str(cert) if cert else True, True, False, kw)
 
 
+def h2c_burst(base_url, requests, timeout=20.0):
+    """Sends `requests` ((method, path, headers, json body or None) each) as concurrent streams
+    of one h2c connection, all in one write, and returns their httpx.Responses in order.
+
+    For parallel requests on one connection. Debian's httpcore (0.16) takes a stream id and
+    sends the HEADERS without one lock around both, so threads sharing an HTTP/2 client now
+    and then send stream 11 before stream 9, and the server rightly ends the connection
+    (RFC 9113, 5.1.1)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    host, _, port = base_url.rpartition("//")[2].rstrip("/").rpartition(":")
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sids = []
+    for method, path, headers, body in requests:
+        data = json.dumps(body).encode() if body is not None else b""
+        hdrs = [(":method", method), (":scheme", "http"), (":authority", f"{host}:{port}"), (":path", path)]
+        hdrs += [(k.lower(), v) for k, v in (headers or {}).items()]
+        if body is not None:
+            hdrs += [("content-type", "application/json"), ("content-length", str(len(data)))]
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, hdrs, end_stream=body is None)
+        if body is not None:
+            conn.send_data(sid, data, end_stream=True)
+        sids.append(sid)
+    got = {sid: {"headers": None, "body": b""} for sid in sids}
+    ended = set()
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(conn.data_to_send())
+        while len(ended) < len(sids):
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            data = sock.recv(65536)
+            assert data, f"the connection closed with {len(sids) - len(ended)} streams unanswered"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    got[ev.stream_id]["headers"] = ev.headers
+                elif isinstance(ev, h2.events.DataReceived):
+                    got[ev.stream_id]["body"] += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended.add(ev.stream_id)
+                elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                    raise AssertionError(f"the server ended the burst: {ev}")
+            sock.sendall(conn.data_to_send())
+    out = []
+    for sid, (method, path, _, _) in zip(sids, requests):
+        hdrs = got[sid]["headers"]
+        status = int(dict(hdrs)[":status"])
+        plain = [(k, v) for k, v in hdrs if not k.startswith(":")]
+        out.append(httpx.Response(status, headers=plain, content=got[sid]["body"],
+                                  request=httpx.Request(method, base_url.rstrip("/") + path)))
+    return out
+
+
 # --- latchd ---------------------------------------------------------------------------------
 
 
