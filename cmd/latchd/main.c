@@ -169,6 +169,7 @@ static int run(const char *path, lt_config_t *cfg)
         lt_log(LT_LOG_ERROR, "latchd", "cannot start the notification listener");
         goto done;
     }
+    lt_api_set_listener(api, listener);
     lt_log(LT_LOG_INFO, "latchd", "serving: tls=%s (port %d) h2c=%s (port %d), %d workers",
            cfg->listen[0] != '\0' ? cfg->listen : "off", lt_http_server_port(server, 1),
            cfg->listen_h2c[0] != '\0' ? cfg->listen_h2c : "off", lt_http_server_port(server, 0),
@@ -189,11 +190,13 @@ static int run(const char *path, lt_config_t *cfg)
 done:
     /* The listener first: its thread broadcasts into the workers, which stop next. (The
      * server drops broadcasts to ending workers anyway; this keeps notifications flowing to
-     * every worker for as long as it serves.) */
-    lt_store_listener_stop(&listener);
+     * every worker for as long as it serves.) Halted, not freed: workers may still kick it
+     * (api/settle.c), which is then harmless. */
+    lt_store_listener_halt(listener);
     if (server != NULL)
         lt_http_server_stop(server);
     lt_http_server_destroy(&server);
+    lt_store_listener_stop(&listener);
     lt_router_destroy(&router);
     lt_api_destroy(&api);
     if (ret == 0)

@@ -503,16 +503,16 @@ int lt__api_admin_routes(lt_api_t *api, lt_router_t *router)
 {
     int ret = 0;
     (void)api;
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/tenants", on_tenant_create, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/tenants", on_tenant_create, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_ORIGINS));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/tenants", on_tenant_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/tenants/{id}", on_tenant_get, 0);
-    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/tenants/{id}", on_tenant_patch, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users", on_user_create, 0);
+    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/tenants/{id}", on_tenant_patch, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_ORIGINS));
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users", on_user_create, LT_API_SETTLE(LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/users", on_user_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/users/{id}", on_user_get, 0);
-    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/users/{id}", on_user_patch, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/disable", on_user_disable, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/enable", on_user_enable, 0);
+    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/users/{id}", on_user_patch, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_API_KEYS));
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/disable", on_user_disable, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_API_KEYS));
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/enable", on_user_enable, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_API_KEYS));
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/unlock", on_user_unlock, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/force-password-reset", on_user_force_reset, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/end-sessions", on_user_end_sessions, 0);

@@ -276,10 +276,10 @@ int lt__api_clients_routes(lt_api_t *api, lt_router_t *router)
      * lt_clients_statements is idempotent, so an earlier call from api.c is harmless. */
     if ((ret = lt_clients_statements()) != 0)
         return ret;
-    ret = lt_router_add(router, "POST", "/v1/admin/clients", on_create, 0);
+    ret = lt_router_add(router, "POST", "/v1/admin/clients", on_create, LT_API_SETTLE(LT_SETTLE_CLIENTS | LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/clients", on_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/clients/{id}", on_get, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/clients/{id}", on_delete, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/clients/{id}/secret", on_rotate_secret, 0);
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/clients/{id}", on_delete, LT_API_SETTLE(LT_SETTLE_CLIENTS | LT_SETTLE_POLICY));
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/clients/{id}/secret", on_rotate_secret, LT_API_SETTLE(LT_SETTLE_CLIENTS));
     return ret;
 }

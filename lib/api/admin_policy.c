@@ -606,22 +606,22 @@ int lt__api_policy_routes(lt_api_t *api, lt_router_t *router)
 {
     (void)api;
     int ret = 0;
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/roles", on_role_create, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/roles", on_role_create, LT_API_SETTLE(LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/roles", on_role_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/roles/{id}", on_role_get, 0);
-    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/roles/{id}", on_role_patch, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/roles/{id}", on_role_delete, 0);
+    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/roles/{id}", on_role_patch, LT_API_SETTLE(LT_SETTLE_POLICY));
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/roles/{id}", on_role_delete, LT_API_SETTLE(LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/users/{id}/roles", on_user_roles_get, 0);
-    ret = ret ? ret : lt_router_add(router, "PUT", "/v1/admin/users/{id}/roles", on_user_roles_put, 0);
+    ret = ret ? ret : lt_router_add(router, "PUT", "/v1/admin/users/{id}/roles", on_user_roles_put, LT_API_SETTLE(LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/clients/{id}/roles", on_client_roles_get, 0);
-    ret = ret ? ret : lt_router_add(router, "PUT", "/v1/admin/clients/{id}/roles", on_client_roles_put, 0);
+    ret = ret ? ret : lt_router_add(router, "PUT", "/v1/admin/clients/{id}/roles", on_client_roles_put, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_CLIENTS));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/policies", on_policy_list, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/policies/validate", on_policy_validate, 0);
     ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/policies/test", on_policy_test, 0);
-    ret = ret ? ret : lt_router_add(router, "PUT", "/v1/admin/policies/{id}", on_policy_put, 0);
+    ret = ret ? ret : lt_router_add(router, "PUT", "/v1/admin/policies/{id}", on_policy_put, LT_API_SETTLE(LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/policies/{id}", on_policy_get, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/policies/{id}", on_policy_delete, 0);
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/policies/{id}", on_policy_delete, LT_API_SETTLE(LT_SETTLE_POLICY));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/policies/{id}/versions", on_policy_versions, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/policies/{id}/rollback", on_policy_rollback, 0);
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/policies/{id}/rollback", on_policy_rollback, LT_API_SETTLE(LT_SETTLE_POLICY));
     return ret;
 }

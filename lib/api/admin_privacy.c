@@ -296,8 +296,8 @@ int lt__api_privacy_routes(lt_api_t *api, lt_router_t *router)
     (void)api;
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/users/{id}/export", on_user_export, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/me/export", on_me_export, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/users/{id}", on_user_delete, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/lock", on_user_lock, 0);
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/users/{id}", on_user_delete, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_API_KEYS));
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/admin/users/{id}/lock", on_user_lock, LT_API_SETTLE(LT_SETTLE_POLICY | LT_SETTLE_API_KEYS));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/audit", on_audit_query, 0);
     return ret;
 }

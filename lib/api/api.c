@@ -89,6 +89,7 @@ static int load_policies(lt_api_t *api)
 {
     char err[256];
     lt_policy_snapshot_t *s = NULL;
+    uint64_t asked = lt__api_settle_asked(api, LT_SETTLE_K_POLICY);
     int ret = lt_policy_load(api->cfg->database_url, &s, err, sizeof(err));
     if (ret != 0) {
         lt_log(LT_LOG_WARN, "api", "policies not loaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "", err);
@@ -99,6 +100,7 @@ static int load_policies(lt_api_t *api)
     lt_log(LT_LOG_DEBUG, "api", "policy snapshot: %zu roles, %zu policies, %zu subjects", st.roles, st.policies,
            st.subjects);
     lt_holder_set(&api->decisions, s);
+    lt__api_settle_loaded(api, LT_SETTLE_K_POLICY, asked);
     return 0;
 }
 
@@ -108,6 +110,7 @@ static int load_clients(lt_api_t *api)
     char err[256] = "";
     lt_clients_t *cs = NULL;
     lt_seal_key_t seal; /* opens the clients' signing keys (sql/0014) */
+    uint64_t asked = lt__api_settle_asked(api, LT_SETTLE_K_CLIENTS);
     lt__api_master_key(api->cfg, &seal);
     int ret = lt_clients_load_keyed(api->cfg->database_url, &seal, 1, &cs, err, sizeof(err));
     lt_wipe(&seal, sizeof(seal));
@@ -118,6 +121,7 @@ static int load_clients(lt_api_t *api)
     }
     lt_log(LT_LOG_DEBUG, "api", "OAuth clients loaded: %zu", lt_clients_count(cs));
     lt_clients_holder_set(&api->clients, cs);
+    lt__api_settle_loaded(api, LT_SETTLE_K_CLIENTS, asked);
     return 0;
 }
 
@@ -334,6 +338,7 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router)
 
 static void worker_free(lt_api_worker_t *w)
 {
+    lt__api_settle_worker_fini(w);
     lt__api_streams_close(w);
     lt_hasher_port_destroy(&w->hasher);
     lt_store_close(&w->store);
@@ -381,7 +386,7 @@ static int worker_init(int id, struct st_h2o_evloop_t *loop, void **app, void *d
     w->ring = lt_keyring_holder_get(&api->keys);
     w->clients = lt_clients_holder_get(&api->clients);
     w->snapshot = lt_holder_get(&api->decisions);
-    if ((ret = lt__api_apikeys_worker_init(w, loop)) != 0) {
+    if ((ret = lt__api_apikeys_worker_init(w, loop)) != 0 || (ret = lt__api_settle_worker_init(w, loop)) != 0) {
         worker_free(w);
         return ret;
     }
@@ -429,21 +434,28 @@ static void worker_notify(void *app, const char *channel, const char *payload, v
         w->ring = kr;
         w->ring_gen++;
     } else if (strcmp(channel, LT_BC_CLIENTS) == 0) {
+        uint64_t done = lt__api_settle_done(api, LT_SETTLE_K_CLIENTS); /* before the get: a lower bound */
         lt_clients_t *cs = lt_clients_holder_get(&api->clients);
         if (cs != NULL) {
             if (w->clients != NULL)
                 lt_clients_unref(w->clients);
             w->clients = cs;
+            lt__api_settle_adopted(w, LT_SETTLE_K_CLIENTS, done);
         }
+        lt__api_settle_check(w, 0);
     } else if (strcmp(channel, LT_BC_API_KEYS) == 0) {
         lt__api_apikeys_worker_notify(w);
+        lt__api_settle_check(w, 0);
     } else if (strcmp(channel, LT_BC_POLICY) == 0) {
+        uint64_t done = lt__api_settle_done(api, LT_SETTLE_K_POLICY);
         lt_policy_snapshot_t *ps = lt_holder_get(&api->decisions);
         if (ps != NULL) {
             if (w->snapshot != NULL)
                 lt_policy_snapshot_decref(w->snapshot);
             w->snapshot = ps;
+            lt__api_settle_adopted(w, LT_SETTLE_K_POLICY, done);
         }
+        lt__api_settle_check(w, 0);
     }
 }
 
@@ -452,12 +464,23 @@ void lt_api_http_app(lt_api_t *api, lt_http_app_t *out)
     out->worker_init = worker_init;
     out->worker_fini = worker_fini;
     out->on_notify = worker_notify;
+    out->hold = lt__api_settle_hold;
     out->data = api;
+}
+
+void lt_api_set_listener(lt_api_t *api, lt_store_listener_t *listener)
+{
+    lt__api_settle_set_listener(api, listener);
 }
 
 void lt_api_set_server(lt_api_t *api, lt_http_server_t *server)
 {
     api->server = server;
+    /* workers register here for settle.c (their count is fixed from now on) */
+    int n = lt_http_server_worker_count(server);
+    free(api->workers);
+    api->workers = n > 0 ? calloc((size_t)n, sizeof(*api->workers)) : NULL;
+    api->nworkers = api->workers != NULL ? n : 0;
     lt_http_ratelimit_set_audit(server, lt__api_rl_audit, api);
     /* the HTTP/2 abuse budgets follow the live configuration (h2_* keys, reloadable) */
     lt_h2guard_configure(api->cfg);
@@ -569,7 +592,8 @@ void lt_api_on_notify(const char *channel, const char *payload, void *data)
     } else if (strcmp(channel, lt__api_channel_names[LT_CHANNEL_ORIGINS]) == 0) {
         lt__api_origins_reload(api); /* workers read the holder per request: nothing to broadcast */
     }
-    lt_http_server_broadcast(api->server, channel, payload);
+    if (payload != NULL) /* a kick of settle.c is no notification */
+        lt_http_server_broadcast(api->server, channel, payload);
 }
 
 void lt_api_destroy(lt_api_t **pa)
@@ -588,6 +612,7 @@ void lt_api_destroy(lt_api_t **pa)
     lt__api_origins_fini(api);
     lt__api_signing_fini(api);
     pthread_mutex_destroy(&api->rev_lock);
+    free(api->workers);
     free(api);
     *pa = NULL;
 }

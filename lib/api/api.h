@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "store/store.h"
 
 typedef struct lt_api lt_api_t;
 
@@ -29,6 +30,11 @@ int lt_api_register_routes(lt_api_t *api, lt_router_t *router) LT_MUSTCHECK;
 
 /* The hooks for lt_http_server_create. */
 void lt_api_http_app(lt_api_t *api, lt_http_app_t *out);
+
+/* The notification listener (started after the server); admin writes kick it for the
+ * reloads their answers wait for (api/settle.c). Keep it allocated until the server is
+ * destroyed (lt_store_listener_halt, then lt_store_listener_stop). */
+void lt_api_set_listener(lt_api_t *api, lt_store_listener_t *listener);
 
 /* Tell the api which server it runs in (for /metrics across workers). */
 void lt_api_set_server(lt_api_t *api, lt_http_server_t *server);

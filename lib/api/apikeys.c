@@ -153,6 +153,7 @@ static int load(lt_api_t *api)
 {
     char err[256] = "";
     lt_apikeys_t *ks = NULL;
+    uint64_t asked = lt__api_settle_asked(api, LT_SETTLE_K_API_KEYS);
     int ret = lt_apikeys_load(api->cfg->database_url, &ks, err, sizeof(err));
     if (ret != 0) {
         lt_log(LT_LOG_WARN, "api", "API keys not loaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "", err);
@@ -160,6 +161,7 @@ static int load(lt_api_t *api)
     }
     lt_log(LT_LOG_DEBUG, "api", "API keys loaded: %zu", lt_apikeys_count(ks));
     lt_holder_set(&api->apikeys, ks);
+    lt__api_settle_loaded(api, LT_SETTLE_K_API_KEYS, asked);
     return 0;
 }
 
@@ -205,12 +207,14 @@ int lt__api_apikeys_worker_init(lt_api_worker_t *w, struct st_h2o_evloop_t *loop
 
 void lt__api_apikeys_worker_notify(lt_api_worker_t *w)
 {
+    uint64_t done = lt__api_settle_done(w->api, LT_SETTLE_K_API_KEYS);
     lt_apikeys_t *ks = lt_holder_get(&w->api->apikeys);
     if (ks == NULL)
         return;
     if (w->apikeys != NULL)
         lt_apikeys_unref(w->apikeys);
     w->apikeys = ks;
+    lt__api_settle_adopted(w, LT_SETTLE_K_API_KEYS, done);
 }
 
 void lt__api_apikeys_worker_fini(lt_api_worker_t *w)
@@ -880,12 +884,12 @@ static int on_me_revoke(lt_req_t *r)
 int lt__api_apikeys_routes(lt_api_t *api, lt_router_t *router)
 {
     (void)api;
-    int ret = lt_router_add(router, "POST", "/v1/admin/api-keys", on_admin_create, 0);
+    int ret = lt_router_add(router, "POST", "/v1/admin/api-keys", on_admin_create, LT_API_SETTLE(LT_SETTLE_API_KEYS));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/api-keys", on_admin_list, 0);
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/admin/api-keys/{id}", on_admin_get, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/api-keys/{id}", on_admin_revoke, 0);
-    ret = ret ? ret : lt_router_add(router, "POST", "/v1/me/api-keys", on_me_create, 0);
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/api-keys/{id}", on_admin_revoke, LT_API_SETTLE(LT_SETTLE_API_KEYS));
+    ret = ret ? ret : lt_router_add(router, "POST", "/v1/me/api-keys", on_me_create, LT_API_SETTLE(LT_SETTLE_API_KEYS));
     ret = ret ? ret : lt_router_add(router, "GET", "/v1/me/api-keys", on_me_list, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/me/api-keys/{id}", on_me_revoke, 0);
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/me/api-keys/{id}", on_me_revoke, LT_API_SETTLE(LT_SETTLE_API_KEYS));
     return ret;
 }

@@ -63,6 +63,7 @@ static int load(lt_api_t *api)
 {
     char err[256] = "";
     lt_browser_origins_t *o = NULL;
+    uint64_t asked = lt__api_settle_asked(api, LT_SETTLE_K_ORIGINS);
     int ret = lt_browser_origins_load(api->cfg->database_url, &o, err, sizeof(err));
     if (ret != 0) {
         lt_log(LT_LOG_WARN, "api", "CORS origins not loaded: %s%s%s", lt_strerror(ret), err[0] != '\0' ? ": " : "",
@@ -71,6 +72,7 @@ static int load(lt_api_t *api)
     }
     lt_log(LT_LOG_DEBUG, "api", "CORS origins loaded: %zu", lt_browser_origins_count(o));
     lt_holder_set(&api->origins, o);
+    lt__api_settle_loaded(api, LT_SETTLE_K_ORIGINS, asked);
     return 0;
 }
 

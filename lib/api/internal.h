@@ -62,6 +62,17 @@ extern const char *const lt__api_channel_names[LT_CHANNEL_COUNT];
  *   LT_BC_CLIENTS      the clients holder has a new snapshot: take a reference
  *   LT_BC_POLICY       the decisions holder has a new policy snapshot: take a reference
  */
+/*
+ * Snapshot kinds an admin write can change (settle.c). A route tagged LT_API_SETTLE(mask)
+ * holds its 2xx answer until every worker of this instance serves the write.
+ */
+enum { LT_SETTLE_K_CLIENTS, LT_SETTLE_K_POLICY, LT_SETTLE_K_API_KEYS, LT_SETTLE_K_ORIGINS, LT_SETTLE_KINDS };
+#define LT_SETTLE_CLIENTS (1u << LT_SETTLE_K_CLIENTS) /* clients (and the policy's client subjects) */
+#define LT_SETTLE_POLICY (1u << LT_SETTLE_K_POLICY)   /* roles, policies, subjects' roles and attributes */
+#define LT_SETTLE_API_KEYS (1u << LT_SETTLE_K_API_KEYS)
+#define LT_SETTLE_ORIGINS (1u << LT_SETTLE_K_ORIGINS) /* tenants' CORS origins */
+#define LT_API_SETTLE(mask) ((unsigned)(mask) << LT_ROUTE_APP_SHIFT)
+
 #define LT_BC_REVOCATIONS "latch_revocations"
 #define LT_BC_REV_SYNCED "latch.revocations.synced"
 #define LT_BC_KEYS "latch.keys"
@@ -85,6 +96,12 @@ struct lt_api {
     lt_holder_t apikeys;                /* live API keys (lt_apikeys_t); the control thread swaps */
     lt_holder_t origins;                /* tenants' CORS origins (browser.c); control thread swaps */
     struct lt_nonce_cache *nonces;      /* nonces of signed requests (signing.c), per instance */
+    /* settle.c: read-your-writes of the snapshots on this instance */
+    struct lt_store_listener *listener;      /* kicked for reloads (atomic; NULL: do not hold) */
+    uint64_t settle_asked[LT_SETTLE_KINDS];  /* tickets given (atomic) */
+    uint64_t settle_done[LT_SETTLE_KINDS];   /* `asked` read before the newest load in the holder */
+    struct lt_api_worker **workers;          /* by id (atomic slots; NULL: not serving) */
+    int nworkers;
 };
 
 typedef struct lt_api_worker {
@@ -110,6 +127,8 @@ typedef struct lt_api_worker {
     /* Copies for /metrics, which runs on any worker (relaxed atomics; writer: this worker). */
     uint64_t m_tc_entries, m_tc_bytes, m_tc_hits, m_tc_misses, m_rev_entries, m_rev_seq;
     uint64_t m_fa[LT_FA_OUTCOMES]; /* forward-auth outcomes (forward_auth.c) */
+    uint64_t settle_adopted[LT_SETTLE_KINDS]; /* settle_done read before taking each snapshot (atomic) */
+    void *settle;                             /* held answers (settle.c) */
 } lt_api_worker_t;
 
 static inline lt_api_worker_t *lt__api_worker(lt_req_t *r)
@@ -498,5 +517,23 @@ int lt__api_signing_routes(lt_api_t *api, lt_router_t *router);
 int lt__api_signature_check(lt_req_t *r, const lt_client_t *c) LT_MUSTCHECK;
 /* admin_clients.c: the path's {id} (row UUID or client_id), or NULL after answering 404. */
 const char *lt__api_client_path_id(lt_req_t *r);
+
+/* ---- settle.c: answers of admin writes wait for this instance's snapshots -------------- */
+
+/* The listener to kick (main thread, once it started; NULL before it stops). */
+void lt__api_settle_set_listener(lt_api_t *api, struct lt_store_listener *l);
+/* Control thread, around each load of a kind's snapshot: `asked` before it, `loaded`
+ * with that value once the load is in the holder (before the broadcast). */
+uint64_t lt__api_settle_asked(lt_api_t *api, int kind);
+void lt__api_settle_loaded(lt_api_t *api, int kind, uint64_t asked);
+uint64_t lt__api_settle_done(lt_api_t *api, int kind);
+/* Worker, on taking a kind's snapshot: the `done` it read before taking it. */
+void lt__api_settle_adopted(lt_api_worker_t *w, int kind, uint64_t done);
+/* Sends the held answers that are settled (all of them when `force`). */
+void lt__api_settle_check(lt_api_worker_t *w, int force);
+/* lt_http_app_t.hold. */
+int lt__api_settle_hold(void *app, lt_req_t *r, unsigned tags, void *data);
+int lt__api_settle_worker_init(lt_api_worker_t *w, struct st_h2o_evloop_t *loop) LT_MUSTCHECK;
+void lt__api_settle_worker_fini(lt_api_worker_t *w);
 
 #endif

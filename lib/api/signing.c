@@ -445,8 +445,8 @@ int lt__api_signing_routes(lt_api_t *api, lt_router_t *router)
     (void)api;
     if ((ret = lt_clients_statements()) != 0) /* idempotent; see lt__api_clients_routes */
         return ret;
-    ret = lt_router_add(router, "POST", "/v1/admin/clients/{id}/signing-key", on_create, 0);
-    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/clients/{id}/signing-key", on_require, 0);
-    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/clients/{id}/signing-key", on_delete, 0);
+    ret = lt_router_add(router, "POST", "/v1/admin/clients/{id}/signing-key", on_create, LT_API_SETTLE(LT_SETTLE_CLIENTS));
+    ret = ret ? ret : lt_router_add(router, "PATCH", "/v1/admin/clients/{id}/signing-key", on_require, LT_API_SETTLE(LT_SETTLE_CLIENTS));
+    ret = ret ? ret : lt_router_add(router, "DELETE", "/v1/admin/clients/{id}/signing-key", on_delete, LT_API_SETTLE(LT_SETTLE_CLIENTS));
     return ret;
 }

@@ -11,6 +11,9 @@
 /* The worker's open response streams (response.c links and unlinks them). */
 h2o_linklist_t *lt__http_worker_streams(lt_http_worker_t *w);
 
+/* The application's hooks (lt_http_server_create's `app`). */
+const lt_http_app_t *lt__http_server_app(const lt_http_server_t *s);
+
 /* 1 once the worker began its graceful stop. */
 int lt__http_worker_stopping(const lt_http_worker_t *w);
 

@@ -105,7 +105,24 @@ void lt_http_send(lt_req_t *r, int status, const char *content_type, const char 
     r->responded = 1;
     add_standard_headers(r, status, content_type, 0);
     req->res.content_length = len;
+    const lt_http_app_t *app = lt__http_server_app(r->server);
+    unsigned tags = r->route != NULL ? r->route->flags >> LT_ROUTE_APP_SHIFT : 0;
+    if (tags != 0 && status >= 200 && status < 300 && app->hold != NULL && app->hold(r->app, r, tags, app->data)) {
+        r->held_body = h2o_mem_alloc_pool(&req->pool, len + 1);
+        memcpy(r->held_body, body, len);
+        r->held_len = len;
+        r->held = 1;
+        return;
+    }
     h2o_send_inline(req, body, len);
+}
+
+void lt_http_release(lt_req_t *r)
+{
+    if (!r->held)
+        return;
+    r->held = 0;
+    h2o_send_inline(r->req, r->held_body, r->held_len);
 }
 
 void lt_http_send_json(lt_req_t *r, int status, json_t *body)

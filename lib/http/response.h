@@ -21,6 +21,9 @@
 /* Body bytes are copied into the request pool. */
 void lt_http_send(lt_req_t *r, int status, const char *content_type, const char *body, size_t len);
 
+/* Sends the answer lt_http_app_t.hold held (server.h); no-op when none is held. */
+void lt_http_release(lt_req_t *r);
+
 /* Serialises and sends `body` (takes the reference). */
 void lt_http_send_json(lt_req_t *r, int status, json_t *body);
 

@@ -36,6 +36,9 @@ enum {
     LT_ROUTE_CACHEABLE = 1, /* the handler sets its own Cache-Control; default is no-store */
     LT_ROUTE_REST = 2,      /* the last segment is a parameter taking the rest of the path */
 };
+/* Flag bits from here up are the application's own tags: lib/http only hands them to
+ * lt_http_app_t.hold with the route's successful answers. */
+#define LT_ROUTE_APP_SHIFT 16
 
 typedef struct lt_route {
     const char *method;

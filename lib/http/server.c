@@ -229,7 +229,7 @@ static void on_req_dispose(void *p)
         cb(r->cancel_data);
     }
     uint64_t dur = lt_monotonic_ns() - r->start_ns;
-    int status = r->responded ? r->req->res.status : 499;
+    int status = r->responded && !r->held ? r->req->res.status : 499; /* held: never sent */
     lt_http_metrics_end(w->metrics, r->route != NULL ? r->route->index : -1, status, dur);
     access_log_write(w, r, status, dur);
 }
@@ -460,6 +460,11 @@ static void begin_stop(lt_http_worker_t *w)
 h2o_linklist_t *lt__http_worker_streams(lt_http_worker_t *w)
 {
     return &w->streams;
+}
+
+const lt_http_app_t *lt__http_server_app(const lt_http_server_t *s)
+{
+    return &s->app;
 }
 
 int lt__http_worker_stopping(const lt_http_worker_t *w)

@@ -54,6 +54,9 @@ typedef struct lt_req {
     char peer[64]; /* client address, numeric; filled on first lt_req_peer() */
     int tls;
     int responded;
+    int held;        /* the answer waits in held_body for lt_http_release (response.h) */
+    char *held_body; /* in the request pool */
+    size_t held_len;
     uint64_t start_ns;
     void (*on_cancel)(void *data);
     void *cancel_data;
@@ -67,6 +70,11 @@ typedef struct lt_http_app {
     void (*worker_fini)(void *app, void *data);
     /* A broadcast notification, on the worker's thread. */
     void (*on_notify)(void *app, const char *channel, const char *payload, void *data);
+    /* Optional. A 2xx answer of a route with application tags (flags from
+     * LT_ROUTE_APP_SHIFT up; `tags` is them shifted down) is about to be sent, on the
+     * worker's thread. Return 1 to hold it: it is then sent by lt_http_release, which the
+     * application must call (setting r->on_cancel meanwhile, as for async work). */
+    int (*hold)(void *app, lt_req_t *r, unsigned tags, void *data);
     void *data;
 } lt_http_app_t;
 

@@ -3,7 +3,8 @@
  *
  * Threading: lt_store_listener_start/stop run on the owner's thread; everything else runs
  * on the listener's own thread, including the notify callback. The two share only the
- * `stop` flag (atomic) and the wake pipe, whose write end stop() uses to interrupt poll().
+ * `stop` flag and the `kicked` channel mask (atomics) and the wake pipe, whose write end
+ * stop() and kick() (any thread) use to interrupt poll().
  *
  * The thread loops: connect (PQconnectStart/Poll, waiting in poll() on the socket and the
  * wake pipe so that stop() never waits for a slow connect), LISTEN on every channel, tell
@@ -44,8 +45,9 @@ struct lt_store_listener {
     lt_store_notify_fn fn;
     void *data;
     pthread_t thread;
-    int wake[2]; /* [0] polled by the thread, [1] written by stop() */
+    int wake[2]; /* [0] polled by the thread, [1] written by stop() and kick() */
     int stop;
+    uint64_t kicked; /* bit i: deliver channels[i] locally (atomic) */
 };
 
 static int stopping(lt_store_listener_t *l)
@@ -70,6 +72,11 @@ static int wait_fd(lt_store_listener_t *l, int fd, short events, int timeout_ms)
     int r = poll(p, fd >= 0 ? 2 : 1, timeout_ms);
     if (stopping(l))
         return -1;
+    if (r > 0 && (p[0].revents & POLLIN)) {
+        char drain[64]; /* kicks: their mask says what to deliver */
+        while (read(l->wake[0], drain, sizeof(drain)) > 0) {
+        }
+    }
     if (r < 0)
         return errno == EINTR ? 0 : -1;
     return r > 0 && fd >= 0 && p[1].revents != 0 ? 1 : 0;
@@ -168,6 +175,10 @@ static void pump(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
             l->fn(n->relname, n->extra, l->data);
             PQfreemem(n);
         }
+        uint64_t kicked = __atomic_exchange_n(&l->kicked, 0, __ATOMIC_ACQ_REL);
+        for (size_t i = 0; i < l->nchannels && kicked != 0; i++, kicked >>= 1)
+            if (kicked & 1)
+                l->fn(l->channels[i], NULL, l->data);
         if (PQstatus(conn) == CONNECTION_BAD) {
             lt__store_one_line(why, whylen, PQerrorMessage(conn));
             return;
@@ -175,8 +186,8 @@ static void pump(lt_store_listener_t *l, PGconn *conn, char *why, size_t whylen)
         do {
             if ((r = wait_fd(l, PQsocket(conn), POLLIN, POLL_MAX_MS)) < 0)
                 return;
-        } while (r == 0);
-        if (!PQconsumeInput(conn)) {
+        } while (r == 0 && __atomic_load_n(&l->kicked, __ATOMIC_ACQUIRE) == 0);
+        if (r > 0 && !PQconsumeInput(conn)) {
             lt__store_one_line(why, whylen, PQerrorMessage(conn));
             return;
         }
@@ -234,7 +245,8 @@ int lt_store_listener_start(const char *conninfo, const char *const *channels, s
     lt_store_listener_t *l = NULL;
     int ret = LT_ENOMEM;
 
-    if (conninfo == NULL || channels == NULL || nchannels == 0 || reconnect_max_ms < 1 || fn == NULL || out == NULL)
+    if (conninfo == NULL || channels == NULL || nchannels == 0 || nchannels > 64 || reconnect_max_ms < 1 ||
+        fn == NULL || out == NULL)
         return LT_EINVAL;
     for (size_t i = 0; i < nchannels; i++)
         if (channels[i] == NULL || channels[i][0] == '\0')
@@ -264,16 +276,38 @@ fail:
     return ret;
 }
 
+static void wake(lt_store_listener_t *l)
+{
+    if (write(l->wake[1], "x", 1) < 0) {
+        /* the pipe is full, so a wake-up is already pending */
+    }
+}
+
+int lt_store_listener_kick(lt_store_listener_t *l, const char *channel)
+{
+    for (size_t i = 0; l != NULL && i < l->nchannels; i++)
+        if (strcmp(l->channels[i], channel) == 0) {
+            __atomic_fetch_or(&l->kicked, (uint64_t)1 << i, __ATOMIC_ACQ_REL);
+            wake(l);
+            return 0;
+        }
+    return LT_EINVAL;
+}
+
+void lt_store_listener_halt(lt_store_listener_t *l)
+{
+    if (l == NULL || __atomic_exchange_n(&l->stop, 1, __ATOMIC_ACQ_REL))
+        return;
+    wake(l);
+    pthread_join(l->thread, NULL);
+}
+
 void lt_store_listener_stop(lt_store_listener_t **lp)
 {
     lt_store_listener_t *l = *lp;
     if (l == NULL)
         return;
     *lp = NULL;
-    __atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
-    if (write(l->wake[1], "x", 1) < 0) {
-        /* the pipe is full, so a wake-up is already pending */
-    }
-    pthread_join(l->thread, NULL);
+    lt_store_listener_halt(l);
     listener_free(l);
 }

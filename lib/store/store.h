@@ -158,14 +158,27 @@ int lt_store_is_up(const lt_store_t *s);
 
 /* ---- listener ----------------------------------------------------------------------- */
 
-/* Runs on the listener thread. channel == NULL: (re)connected, resync. */
+/* Runs on the listener thread. channel == NULL: (re)connected, resync. payload == NULL: a
+ * local kick (lt_store_listener_kick), not a notification from the server. */
 typedef void (*lt_store_notify_fn)(const char *channel, const char *payload, void *data);
 
 /** Starts the control thread. `channels` are copied. @return 0, LT_EINVAL, LT_ENOMEM, LT_EIO. */
 int lt_store_listener_start(const char *conninfo, const char *const *channels, size_t nchannels, int reconnect_max_ms,
                             lt_store_notify_fn fn, void *data, lt_store_listener_t **out) LT_MUSTCHECK;
 
-/* Stops and joins the thread; sets *l = NULL. */
+/**
+ * Has the control thread call back for `channel` (one of its channels) with payload NULL,
+ * as soon as it is connected and between notifications: kicks given before one delivery
+ * coalesce into it. Any thread, also after lt_store_listener_halt (then nothing happens).
+ * @return 0, or LT_EINVAL for a channel it does not listen on.
+ */
+int lt_store_listener_kick(lt_store_listener_t *l, const char *channel);
+
+/* Stops and joins the thread but keeps the object, so that kicks stay harmless until
+ * lt_store_listener_stop frees it. */
+void lt_store_listener_halt(lt_store_listener_t *l);
+
+/* Stops and joins the thread (if still running) and frees it; sets *l = NULL. */
 void lt_store_listener_stop(lt_store_listener_t **l);
 
 /* ---- migrations --------------------------------------------------------------------- */

@@ -495,3 +495,24 @@ def test_me_keys(w):
     assert r.status_code == 201, r.text
     # an API key is no session: /v1/me refuses it
     assert w.c.get(ME_KEYS, headers=bearer(r.json()["api_key"])).status_code == 401
+
+
+def test_writes_are_served_by_this_instance_once_answered(w):
+    """Read-your-writes on the instance that took the write (lib/api/settle.c): once a
+    create or revoke is answered, every worker of that instance serves it, with no wait
+    for NOTIFY; each use below goes on a new connection, so on either worker."""
+    for _ in range(10):
+        body = w.create(w.alice, client_id=w.svc["client_id"])
+        with w.d.h2c(timeout=10.0) as fresh:
+            r = fresh.post("/oauth2/introspect", data={"token": w.ann}, headers=bearer(body["api_key"]))
+            assert r.status_code == 200 and r.json()["active"] is True, r.text
+        r = w.api.call("DELETE", KEY_ITEM, url=f"{KEYS}/{body['key_id']}", token=w.alice)
+        assert r.status_code == 204, r.text
+        with w.d.h2c(timeout=10.0) as fresh:
+            r = fresh.post("/oauth2/introspect", data={"token": w.ann}, headers=bearer(body["api_key"]))
+            assert r.status_code == 401, r.text
+    for _ in range(5):
+        client = lt.make_client(w.api.c, w.alice, prefix="fresh", permissions=["introspect"])
+        with w.d.h2c(timeout=10.0) as fresh:
+            r = fresh.post("/oauth2/introspect", data={"token": w.ann}, headers=lt.client_auth(client))
+            assert r.status_code == 200 and r.json()["active"] is True, r.text

@@ -686,7 +686,7 @@ static void on_notify(const char *channel, const char *payload, void *data)
         return;
     }
     snprintf(h->channel, sizeof(h->channel), "%s", channel);
-    snprintf(h->payload, sizeof(h->payload), "%s", payload);
+    snprintf(h->payload, sizeof(h->payload), "%s", payload != NULL ? payload : "(kick)");
     __atomic_store_n(&h->got, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -726,7 +726,21 @@ static void test_listener(void **state)
     pgtest_exec(c, sql);
     assert_true(wait_atomic(&h.got, 1, 5000));
     assert_string_equal(h.payload, "again");
+
+    /* A kick is delivered on the control thread with payload NULL, without the server. */
+    __atomic_store_n(&h.got, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(lt_store_listener_kick(l, "other"), 0);
+    assert_true(wait_atomic(&h.got, 1, 5000));
+    assert_string_equal(h.channel, "other");
+    assert_string_equal(h.payload, "(kick)");
+    assert_int_equal(lt_store_listener_kick(l, "not ours"), LT_EINVAL);
     PQfinish(c);
+    /* Halted, the object still takes kicks (nothing happens) until it is freed. */
+    lt_store_listener_halt(l);
+    __atomic_store_n(&h.got, 0, __ATOMIC_SEQ_CST);
+    assert_int_equal(lt_store_listener_kick(l, "other"), 0);
+    usleep(50000);
+    assert_int_equal(__atomic_load_n(&h.got, __ATOMIC_SEQ_CST), 0);
     lt_store_listener_stop(&l);
     assert_null(l);
 
