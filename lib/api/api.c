@@ -468,11 +468,6 @@ void lt_api_http_app(lt_api_t *api, lt_http_app_t *out)
     out->data = api;
 }
 
-void lt_api_set_listener(lt_api_t *api, lt_store_listener_t *listener)
-{
-    lt__api_settle_set_listener(api, listener);
-}
-
 void lt_api_set_server(lt_api_t *api, lt_http_server_t *server)
 {
     api->server = server;

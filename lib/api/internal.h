@@ -520,8 +520,6 @@ const char *lt__api_client_path_id(lt_req_t *r);
 
 /* ---- settle.c: answers of admin writes wait for this instance's snapshots -------------- */
 
-/* The listener to kick (main thread, once it started; NULL before it stops). */
-void lt__api_settle_set_listener(lt_api_t *api, struct lt_store_listener *l);
 /* Control thread, around each load of a kind's snapshot: `asked` before it, `loaded`
  * with that value once the load is in the holder (before the broadcast). */
 uint64_t lt__api_settle_asked(lt_api_t *api, int kind);

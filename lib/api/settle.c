@@ -57,7 +57,7 @@ static const int kind_channel[LT_SETTLE_KINDS] = {
     [LT_SETTLE_K_ORIGINS] = LT_CHANNEL_ORIGINS,
 };
 
-void lt__api_settle_set_listener(lt_api_t *api, lt_store_listener_t *l)
+void lt_api_set_listener(lt_api_t *api, lt_store_listener_t *l)
 {
     __atomic_store_n(&api->listener, l, __ATOMIC_RELEASE);
 }
