@@ -328,11 +328,13 @@ static int open_listener(const char *addr, int *fd_out, int *port_out, char *err
     }
     if (getaddrinfo(host, port, &hints, &ai) != 0 || ai == NULL)
         goto bad;
+    /* Bound before SO_REUSEPORT is set, so that a port another process holds (another latchd
+     * too, which would otherwise share it silently and take half the connections) is refused
+     * with EADDRINUSE; set before listen(), so the workers' sockets (reuse_listener) join it. */
     if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || listen(fd, SOMAXCONN) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
         goto fail;
     }

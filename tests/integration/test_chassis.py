@@ -526,3 +526,17 @@ def test_sighup_reload_applies_log_level(latchd_factory):
     d.signal(signal.SIGHUP)
     time.sleep(0.3)
     assert d.running
+
+
+def test_latchd_refuses_a_port_another_process_listens_on(latchd, tmp_path):
+    """Each worker listens on its own SO_REUSEPORT socket; the first one binds before taking
+    SO_REUSEPORT, so a second latchd on the same port fails loudly instead of silently
+    taking part of the first one's connections."""
+    cfg = dict(latchd.config, listen=f"127.0.0.1:{lt.free_port()}")
+    p = tmp_path / "second.json"
+    p.write_text(json.dumps(cfg))
+    r = subprocess.run([str(lt.latchd_bin()), "--config", str(p)], capture_output=True, text=True,
+                       env=lt.child_env(), timeout=20)
+    assert r.returncode != 0
+    assert f"cannot listen on {cfg['listen_h2c']}" in r.stderr and "in use" in r.stderr, r.stderr[-2000:]
+    assert latchd.responsive()
